@@ -1,0 +1,1 @@
+"""LaxAI Train Slack front end: the Bolt app and the notifier."""

@@ -1,0 +1,1 @@
+"""Artifact stores: where checkpoints and other run outputs are kept."""

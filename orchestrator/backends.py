@@ -1,0 +1,82 @@
+"""Assemble a backend (store, queue, launcher, artifacts, registry) from Settings.
+
+``local``: SQLite file, local queue, worker subprocesses, a directory of artifacts.
+``gcp``: Firestore, Pub/Sub, Cloud Run Jobs (or local subprocesses when
+``LAXAI_LAUNCHER=local``, for one-laptop runs on the emulators), GCS artifacts.
+Cloud SDKs are imported only inside their adapter modules, and only here on demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.artifacts.base import ArtifactStore
+from orchestrator.config import Settings
+from orchestrator.launchers.base import Launcher
+from orchestrator.queues.base import JobQueue
+from orchestrator.registry.base import ModelRegistry
+from orchestrator.stores.base import JobStore
+
+
+@dataclass
+class Backend:
+    """Everything that talks to storage and compute, behind contracts."""
+
+    settings: Settings
+    store: JobStore
+    queue: JobQueue
+    artifacts: ArtifactStore
+    registry: ModelRegistry
+    _launcher: Launcher | None = field(default=None, repr=False)
+
+    @property
+    def launcher(self) -> Launcher:
+        """Made on first use: workers never need one."""
+        if self._launcher is None:
+            self._launcher = make_launcher(self.settings)
+        return self._launcher
+
+    @property
+    def name(self) -> str:
+        return self.settings.LAXAI_BACKEND
+
+    def close(self) -> None:
+        for part in (self.queue, self.store, self._launcher):
+            if part is not None:
+                part.close()
+        close = getattr(self.registry, "close", None)
+        if close:
+            close()
+
+
+def make_launcher(settings: Settings) -> Launcher:
+    kind = settings.LAXAI_LAUNCHER
+    if kind == "auto":
+        kind = "cloudrun" if settings.LAXAI_BACKEND == "gcp" else "local"
+    if kind == "cloudrun":
+        from orchestrator.launchers.cloudrun import CloudRunJobLauncher
+
+        return CloudRunJobLauncher.from_settings(settings)
+    from orchestrator.launchers.local import LocalProcessLauncher
+
+    return LocalProcessLauncher(settings.home)
+
+
+def open_backend(settings: Settings, launcher: Launcher | None = None) -> Backend:
+    """Open the configured backend's parts."""
+    if settings.LAXAI_BACKEND == "gcp":
+        from orchestrator.gcp import open_gcp_parts
+
+        store, queue, artifacts, registry = open_gcp_parts(settings)
+    else:
+        from orchestrator.artifacts.local import LocalArtifactStore
+        from orchestrator.queues.local import LocalJobQueue
+        from orchestrator.registry.sqlite import SqliteModelRegistry
+        from orchestrator.stores.sqlite import SqliteJobStore
+
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = SqliteJobStore(settings.db_path)
+        queue = LocalJobQueue(settings.db_path)
+        artifacts = LocalArtifactStore(settings.home / "artifacts")
+        registry = SqliteModelRegistry(settings.db_path)
+    return Backend(settings, store, queue, artifacts, registry, launcher)

@@ -1,0 +1,223 @@
+"""The Job record: a pure, serialisable snapshot of one training job.
+
+A job may run as several executions (attempts): each one resumes from the last
+checkpoint after an interruption, a lost worker or a planned continuation. The
+record holds no I/O handles; stores persist it and transitions produce new
+versions of it. Pure domain code.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.domain.spec import JobSpec
+from orchestrator.domain.status import JobStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Record(BaseModel):
+    """Frozen pydantic model that ignores unknown fields on load, so old records
+    written by a newer version still load (rolling deploys)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class EndReason(str, enum.Enum):
+    """Why one execution (attempt) of a job ended."""
+
+    COMPLETED = "completed"  # training finished
+    FAILED = "failed"  # training raised an error
+    CANCELLED = "cancelled"  # stopped at a user's request
+    TIMEOUT = "timeout"  # the job's TRAINING_TIMEOUT was reached
+    INTERRUPTED = "interrupted"  # SIGTERM (preemption, Cloud Run stop); resumes
+    CONTINUATION = "continuation"  # planned stop before the task time cap; resumes
+    LEASE_EXPIRED = "lease_expired"  # worker stopped heartbeating (killed, machine lost)
+    LAUNCH_FAILED = "launch_failed"  # the execution could not be started
+
+    @property
+    def resumes(self) -> bool:
+        """Whether the job goes back to the queue after an attempt ends this way."""
+        return self in (EndReason.INTERRUPTED, EndReason.CONTINUATION, EndReason.LEASE_EXPIRED,
+                        EndReason.LAUNCH_FAILED)
+
+    @property
+    def counts_as_recovery(self) -> bool:
+        """Unplanned losses count against MAX_RECOVERIES; planned continuations don't."""
+        return self in (EndReason.INTERRUPTED, EndReason.LEASE_EXPIRED, EndReason.LAUNCH_FAILED)
+
+
+class Progress(Record):
+    """Where a run is; the seed's response format plus live training figures."""
+
+    epoch: int = 0
+    total_epochs: int = 0
+    progress_percent: float = 0.0
+    message: str = "Queued"
+    batch: int | None = None
+    batches: int | None = None
+    loss: float | None = None
+    eta_seconds: float | None = None
+    updated_at: datetime | None = None
+
+
+class Attempt(Record):
+    """One execution of the job: from claim to its end."""
+
+    number: int
+    claimed_at: datetime
+    execution: str | None = None  # launcher's handle: "local:<pid>" or a Cloud Run execution name
+    started_at: datetime | None = None  # the worker process began
+    ended_at: datetime | None = None
+    end_reason: EndReason | None = None
+    detail: str | None = None  # human words on why it ended
+    start_epoch: int = 0  # epochs already done when it started (resume point)
+    end_epoch: int | None = None
+    device: str | None = None  # what it trained on, e.g. "cpu" or "cuda:0 NVIDIA L4"
+    lost_seconds: float | None = None  # training time since the last checkpoint, lost on interruption
+
+    @property
+    def billed_seconds(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.ended_at or utcnow()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+class Lease(Record):
+    """Who may write progress for the job now, and until when."""
+
+    attempt: int
+    expires_at: datetime
+    heartbeat_at: datetime | None = None
+
+
+class JobError(Record):
+    """Why a job failed, in words a person can act on."""
+
+    reason: str  # machine-readable: timeout, training_error, lease_expired, dataset_error...
+    message: str
+    tail: list[str] = Field(default_factory=list)  # last lines of the error output
+
+
+class CostSummary(Record):
+    """What the job cost so far (or in all, once finished)."""
+
+    billed_seconds: float = 0.0
+    gpu_type: str = "cpu"  # the hardware it was billed as
+    usd: float = 0.0
+    usd_per_second: float = 0.0
+    # For runs on other hardware than configured (e.g. a laptop CPU): the same
+    # seconds priced on the configured GPU type.
+    estimate_gpu_type: str | None = None
+    estimate_usd: float | None = None
+
+
+class Artifacts(Record):
+    """Where the results are."""
+
+    last_checkpoint: str | None = None
+    best_checkpoint: str | None = None
+    registry_name: str | None = None
+    registry_version: int | None = None
+    wandb_url: str | None = None
+    wandb_run: str | None = None
+    log: str | None = None
+
+
+class Origin(Record):
+    """Who submitted the job and from where; Slack jobs carry their thread."""
+
+    source: Literal["api", "cli", "slack"] = "api"
+    user: str | None = None
+    team: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None  # the card's ts once posted (or the original's thread on retry)
+    request_id: str | None = None
+
+
+class CancelRequest(Record):
+    by: str
+    at: datetime
+
+
+class Job(Record):
+    """The full record of a training job."""
+
+    task_id: str = Field(default_factory=new_task_id)
+    tenant_id: str
+    spec: JobSpec
+    status: JobStatus = JobStatus.QUEUED
+    version: int = 0  # bumped by every stored change; stores compare-and-set on it
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress = Progress()
+    metrics: dict[str, float] = Field(default_factory=dict)
+    attempts: list[Attempt] = Field(default_factory=list)
+    lease: Lease | None = None
+    recoveries: int = 0
+    error: JobError | None = None
+    cost: CostSummary = CostSummary()
+    artifacts: Artifacts = Artifacts()
+    origin: Origin = Origin()
+    cancel: CancelRequest | None = None
+    retry_of: str | None = None
+    idempotency_key: str | None = None
+    # Front-end state (e.g. the Slack card's ts and what was already posted).
+    # The orchestrator stores it and never reads it.
+    notify: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def current_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+    def status_view(self) -> dict[str, Any]:
+        """The seed's GET /status response format, plus attempts, metrics, cost."""
+        return {
+            "task_id": self.task_id,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "custom_name": self.spec.custom_name,
+            "progress": {
+                "epoch": self.progress.epoch,
+                "total_epochs": self.progress.total_epochs,
+                "progress_percent": self.progress.progress_percent,
+                "message": self.progress.message,
+            },
+            "metrics": self.metrics,
+            "attempts": [
+                {
+                    "number": a.number,
+                    "started": a.started_at or a.claimed_at,
+                    "ended": a.ended_at,
+                    "why": a.end_reason.value if a.end_reason else None,
+                    "detail": a.detail,
+                    "start_epoch": a.start_epoch,
+                    "end_epoch": a.end_epoch,
+                }
+                for a in self.attempts
+            ],
+            "error": self.error.model_dump() if self.error else None,
+            "cost": self.cost.model_dump(),
+            "artifacts": self.artifacts.model_dump(),
+            "retry_of": self.retry_of,
+        }

@@ -1,0 +1,1 @@
+"""Launchers: the Launcher contract (base) and its implementations."""

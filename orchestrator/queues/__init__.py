@@ -1,0 +1,1 @@
+"""Job queues: the JobQueue contract (base) and its implementations."""

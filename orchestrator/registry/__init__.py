@@ -1,0 +1,1 @@
+"""Model registries: named, versioned trained models with their metrics."""

@@ -1,0 +1,1 @@
+"""Job stores: the JobStore contract (base) and its implementations."""
