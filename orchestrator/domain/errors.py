@@ -61,6 +61,8 @@ def _message(error: dict[str, Any], path: tuple[str, ...]) -> str:
         if allowed:
             text += f"; allowed: {', '.join(allowed)}"
         return text
+    if kind == "json_invalid":
+        return f"is not valid JSON ({ctx.get('error', 'parse error')})"
     if kind == "missing":
         return "is required"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -81,8 +83,8 @@ def _message(error: dict[str, Any], path: tuple[str, ...]) -> str:
         return f"must be one of {ctx.get('expected')} (got {_short(error.get('input'))})"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
-    if kind in ("model_type", "dict_type"):
-        return "must be an object"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a JSON object" + ("" if path else " (send Content-Type: application/json)")
     if kind == "list_type":
         return "must be a list"
     return error["msg"]
@@ -90,8 +92,30 @@ def _message(error: dict[str, Any], path: tuple[str, ...]) -> str:
 
 def field_errors(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldError]:
     """Every problem in a pydantic ValidationError, as FieldErrors with dotted paths."""
+    return errors_from_list(exc.errors(include_url=False), prefix)
+
+
+def errors_from_list(errors: list[dict[str, Any]], prefix: tuple[str, ...] = (),
+                     drop: tuple[str, ...] = ()) -> list[FieldError]:
+    """FieldErrors from pydantic-style error dicts (FastAPI's too); ``drop`` strips
+    leading location parts such as "body"."""
     result = []
-    for error in exc.errors(include_url=False):
-        path = prefix + tuple(str(part) for part in error["loc"])
-        result.append(FieldError(".".join(path), _message(error, path)))
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        while loc and loc[0] in drop:
+            loc.pop(0)
+        if error.get("type") == "json_invalid":
+            loc = []  # the location is a character offset, not a field
+        path = prefix + tuple(loc)
+        result.append(FieldError(".".join(path) or "body", _message(error, path)))
     return result
+
+
+def parse_spec(data: dict[str, Any]) -> "JobSpec":
+    """A JobSpec from plain data, or SpecError naming every bad field."""
+    from orchestrator.domain.spec import JobSpec
+
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(field_errors(exc)) from None

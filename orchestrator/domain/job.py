@@ -202,6 +202,10 @@ class Job(Record):
                 "total_epochs": self.progress.total_epochs,
                 "progress_percent": self.progress.progress_percent,
                 "message": self.progress.message,
+                "batch": self.progress.batch,
+                "batches": self.progress.batches,
+                "loss": self.progress.loss,
+                "eta_seconds": self.progress.eta_seconds,
             },
             "metrics": self.metrics,
             "attempts": [

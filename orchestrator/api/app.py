@@ -1,0 +1,36 @@
+"""The FastAPI application: REST routes, error handling, extensions and background services."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from orchestrator.api.errors import BodyLimit, install_error_handlers
+from orchestrator.api.routes import router
+from orchestrator.runtime import Runtime, install_extensions
+
+DESCRIPTION = """Submit and follow YOLO training jobs. Authenticate with `Authorization: Bearer <token>`;
+each token belongs to one tenant, and a tenant sees only its own jobs."""
+
+
+def create_app(runtime: Runtime, extensions: set[str] | None = None, with_extensions: bool = True) -> FastAPI:
+    """The service's ASGI app. Background services start and stop with it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    app = FastAPI(title="LaxAI Train", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(router)
+    if with_extensions:
+        runtime.extras["extensions"] = install_extensions(app, runtime, extensions)
+    app.add_middleware(BodyLimit, limit=runtime.settings.MAX_BODY_BYTES)
+    return app

@@ -1,0 +1,129 @@
+"""Rich renderings for the CLI: live progress, job summaries and tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.domain.cost import format_usd
+
+TERMINAL = {"completed", "failed", "cancelled"}
+STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "queued": "white",
+         "cancelling": "yellow"}
+METRIC_ORDER = ("precision", "recall", "mAP50", "mAP50-95")
+
+
+def _when(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def cost_line(cost: dict[str, Any]) -> str:
+    line = f"{format_usd(cost.get('usd', 0.0))} for {cost.get('billed_seconds', 0):.1f} s billed on {cost.get('gpu_type')}"
+    if cost.get("estimate_gpu_type"):
+        line += f"; on {cost['estimate_gpu_type']} it would cost {format_usd(cost.get('estimate_usd') or 0.0)}"
+    return line
+
+
+def metrics_text(metrics: dict[str, float]) -> str:
+    parts = [f"{key} {metrics[key]:.3f}" for key in METRIC_ORDER if key in metrics]
+    return "  ".join(parts) or "-"
+
+
+def progress_line(view: dict[str, Any]) -> str:
+    p = view["progress"]
+    bits = [f"epoch {p['epoch']}/{p['total_epochs']}"]
+    if p.get("batch") and p.get("batches"):
+        bits.append(f"batch {p['batch']}/{p['batches']}")
+    if p.get("loss") is not None:
+        bits.append(f"loss {p['loss']:.3f}")
+    if "mAP50-95" in view.get("metrics", {}):
+        bits.append(f"mAP50-95 {view['metrics']['mAP50-95']:.3f}")
+    if p.get("eta_seconds") is not None and view["status"] == "running":
+        bits.append(f"ETA {duration(p['eta_seconds'])}")
+    return "  ".join(bits)
+
+
+def watch(fetch: Callable[[], dict[str, Any]], console: Console, interval: float = 0.5) -> dict[str, Any]:
+    """Show a live progress bar until the job finishes; returns the final view."""
+    bar = Progress(TextColumn("[bold]{task.fields[status]:<10}"), BarColumn(bar_width=40),
+                   TextColumn("{task.percentage:>5.1f}%"), TextColumn("{task.fields[detail]}"), console=console)
+    task = bar.add_task("job", total=100, status="queued", detail="")
+    message = Text("", style="dim")
+    view = fetch()
+    with Live(Group(bar, message), console=console, refresh_per_second=8, transient=False):
+        while True:
+            bar.update(task, completed=view["progress"]["progress_percent"], status=view["status"],
+                       detail=progress_line(view))
+            message.plain = view["progress"]["message"]
+            if view["status"] in TERMINAL:
+                break
+            time.sleep(interval)
+            view = fetch()
+    return view
+
+
+def summary(view: dict[str, Any], models: list[dict[str, Any]] | None = None) -> Table:
+    """The end-of-run summary: status, metrics, checkpoint, registry entry, times and cost."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    status = view["status"]
+    table.add_row("Job", f"{view['task_id']}  {view.get('custom_name') or ''}")
+    table.add_row("Status", Text(status, style=STYLE.get(status, "")))
+    table.add_row("Metrics", metrics_text(view.get("metrics", {})))
+    artifacts = view.get("artifacts", {})
+    if artifacts.get("best_checkpoint"):
+        table.add_row("Checkpoint", artifacts["best_checkpoint"])
+    if artifacts.get("registry_name"):
+        table.add_row("Registry", f"{artifacts['registry_name']} v{artifacts.get('registry_version')}")
+    if artifacts.get("wandb_url") or artifacts.get("wandb_run"):
+        table.add_row("W&B", artifacts.get("wandb_url") or artifacts.get("wandb_run"))
+    started, finished = _when(view.get("started_at")), _when(view.get("finished_at"))
+    created = _when(view.get("created_at"))
+    if finished and created:
+        table.add_row("Wall time", duration((finished - created).total_seconds()))
+    table.add_row("Cost", cost_line(view.get("cost", {})))
+    attempts = view.get("attempts", [])
+    if len(attempts) > 1:
+        table.add_row("Executions", ", ".join(f"#{a['number']} {a['why']}" for a in attempts))
+    if view.get("error"):
+        table.add_row("Error", Text(f"{view['error']['reason']}: {view['error']['message']}", style="red"))
+    return table
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table("task_id", "name", "status", "progress", "mAP50-95", "cost", "created")
+    for job in jobs:
+        p = job["progress"]
+        table.add_row(job["task_id"], job.get("custom_name") or "", Text(job["status"], style=STYLE.get(job["status"], "")),
+                      f"{p['epoch']}/{p['total_epochs']} ({p['progress_percent']:.0f}%)",
+                      f"{job['metrics']['mAP50-95']:.3f}" if "mAP50-95" in job.get("metrics", {}) else "-",
+                      format_usd(job["cost"].get("usd", 0.0)), str(job["created_at"])[:19])
+    return table
+
+
+def models_table(models: list[dict[str, Any]]) -> Table:
+    table = Table("name", "version", "mAP50-95", "architecture", "task_id", "checkpoint")
+    for m in models:
+        table.add_row(m["name"], str(m["version"]), f"{m['metrics'].get('mAP50-95', 0):.3f}", m["architecture"],
+                      m["task_id"], m["checkpoint"])
+    return table

@@ -1,0 +1,62 @@
+"""Logging setup with a redaction filter, so tokens and secrets never reach a log line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+# Environment variables whose values are secrets wherever they appear.
+SECRET_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "LAXAI_API_TOKENS", "LAXAI_TOKEN",
+              "WANDB_API_KEY")
+# Shapes of secrets even when we were not told their values.
+SECRET_PATTERNS = (re.compile(r"xox[abposr]-[A-Za-z0-9-]+"), re.compile(r"xapp-[A-Za-z0-9-]+"),
+                   re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"))
+REDACTED = "[redacted]"
+
+
+def secret_values(extra: list[str] | None = None) -> list[str]:
+    values = []
+    for name in SECRET_ENV:
+        raw = os.environ.get(name, "")
+        values.append(raw)
+        if name == "LAXAI_API_TOKENS":  # "token:tenant,..." - the tokens are the secret part
+            values.extend(part.split(":", 1)[0] for part in raw.split(","))
+    values.extend(extra or [])
+    return sorted({v.strip() for v in values if v and len(v.strip()) >= 6}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    for pattern in SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's final message with secrets removed."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        return True
+
+
+def configure_logging(level: str = "INFO", extra_secrets: list[str] | None = None) -> None:
+    """Root logging to stderr, every handler behind the redaction filter."""
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redactor = RedactingFilter(secret_values(extra_secrets))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
