@@ -1,0 +1,182 @@
+"""Dispatcher logic on a real SQLite store, with a launcher that records what it was asked to start.
+
+Ordering, caps, claims and recovery are decided here; the real subprocess launcher is
+exercised end to end in tests/e2e.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from orchestrator.backends import open_backend
+from orchestrator.config import load_settings
+from orchestrator.dispatcher import Dispatcher
+from orchestrator.domain.job import EndReason, Origin, utcnow
+from orchestrator.domain.spec import JobSpec
+from orchestrator.domain.status import JobStatus
+from orchestrator.domain.transitions import worker_started
+from orchestrator.launchers.base import Launcher, LaunchError
+from orchestrator.service import JobService
+
+
+class RecordingLauncher(Launcher):
+    """Starts nothing; records launches and stops, and can be told to fail or report exits."""
+
+    def __init__(self):
+        self.launched: list[tuple[str, int]] = []
+        self.stopped: list[str] = []
+        self.fail_next = False
+        self.exit_codes: dict[str, int] = {}
+
+    def launch(self, job, attempt):
+        if self.fail_next:
+            self.fail_next = False
+            raise LaunchError("quota exceeded")
+        self.launched.append((job.task_id, attempt))
+        return f"fake:{job.task_id}:{attempt}"
+
+    def stop(self, execution):
+        self.stopped.append(execution)
+
+    def exited(self, execution):
+        return self.exit_codes.get(execution)
+
+
+class Clock:
+    def __init__(self):
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def env(tmp_path):
+    settings = load_settings(LAXAI_HOME=tmp_path, MAX_CONCURRENT_JOBS=2, MAX_JOBS_PER_TENANT=2, MAX_RECOVERIES=1,
+                             LEASE_SECONDS=30, STARTUP_GRACE_SECONDS=60, CANCEL_GRACE_SECONDS=20)
+    launcher = RecordingLauncher()
+    backend = open_backend(settings, launcher)
+    clock = Clock()
+    yield JobService(backend), Dispatcher(backend, clock=clock), launcher, clock
+    backend.close()
+
+
+def submit(service, tenant="t1", priority=0):
+    job, _ = service.submit(JobSpec(tenant_id=tenant, priority=priority), Origin())
+    return job.task_id
+
+
+def status(service, task_id):
+    return service.store.get(task_id).status
+
+
+def test_priority_first_then_oldest_within_the_global_cap(env):
+    service, dispatcher, launcher, clock = env
+    low_old = submit(service, "a")
+    high = submit(service, "b", priority=5)
+    low_new = submit(service, "c")
+    dispatcher.tick()
+    assert [task for task, _ in launcher.launched] == [high, low_old]
+    assert status(service, low_new) is JobStatus.QUEUED
+    # A duplicate wake-up changes nothing: the claim is a compare-and-set.
+    dispatcher.tick()
+    assert len(launcher.launched) == 2
+
+
+def test_per_tenant_cap_lets_other_tenants_through(env):
+    service, dispatcher, launcher, _ = env
+    service.settings.MAX_JOBS_PER_TENANT = 1
+    first, second = submit(service, "busy"), submit(service, "busy")
+    other = submit(service, "quiet")
+    dispatcher.tick()
+    assert {task for task, _ in launcher.launched} == {first, other}
+    assert status(service, second) is JobStatus.QUEUED
+
+
+def test_the_execution_is_recorded_on_the_attempt(env):
+    service, dispatcher, launcher, _ = env
+    task = submit(service)
+    dispatcher.tick()
+    job = service.store.get(task)
+    assert job.status is JobStatus.RUNNING
+    assert job.current_attempt.number == 1 and job.current_attempt.execution == f"fake:{task}:1"
+
+
+def test_a_failed_launch_goes_back_to_the_queue_then_runs(env):
+    service, dispatcher, launcher, _ = env
+    task = submit(service)
+    launcher.fail_next = True
+    dispatcher.tick()
+    job = service.store.get(task)
+    assert job.status is JobStatus.QUEUED
+    assert job.attempts[0].end_reason is EndReason.LAUNCH_FAILED and "quota" in job.attempts[0].detail
+    dispatcher.tick()
+    assert launcher.launched == [(task, 2)]
+
+
+def test_expired_lease_requeues_and_resumes_then_fails_after_max_recoveries(env):
+    service, dispatcher, launcher, clock = env
+    task = submit(service)
+    dispatcher.tick()
+    clock.advance(61)  # past the startup grace without a heartbeat
+    dispatcher.tick()
+    job = service.store.get(task)
+    assert job.attempts[0].end_reason is EndReason.LEASE_EXPIRED
+    assert launcher.stopped == [f"fake:{task}:1"]
+    assert job.status is JobStatus.RUNNING and job.current_attempt.number == 2  # relaunched in the same pass
+    clock.advance(61)
+    dispatcher.tick()
+    job = service.store.get(task)
+    assert job.status is JobStatus.FAILED and job.error.reason == "too_many_recoveries"
+    assert "MAX_RECOVERIES=1" in job.error.message
+
+
+def test_a_live_worker_is_left_alone(env):
+    service, dispatcher, launcher, clock = env
+    task = submit(service)
+    dispatcher.tick()
+    service.store.update(task, lambda j: worker_started(j, 1, clock(), 30, "cpu", 0))
+    clock.advance(20)  # inside the 30 s lease
+    dispatcher.tick()
+    assert status(service, task) is JobStatus.RUNNING and launcher.stopped == []
+
+
+def test_a_worker_process_that_died_is_recovered_without_waiting_for_the_lease(env):
+    service, dispatcher, launcher, clock = env
+    task = submit(service)
+    dispatcher.tick()
+    launcher.exit_codes[f"fake:{task}:1"] = -9
+    dispatcher.tick()
+    job = service.store.get(task)
+    assert job.attempts[0].end_reason is EndReason.LEASE_EXPIRED
+    assert "exited with code -9" in job.attempts[0].detail
+
+
+def test_a_worker_ignoring_cancel_is_stopped_after_the_grace(env):
+    service, dispatcher, launcher, clock = env
+    task = submit(service)
+    dispatcher.tick()
+    service.store.update(task, lambda j: worker_started(j, 1, clock(), 3600, "cpu", 0))
+    service.cancel("t1", task, by="U1")
+    dispatcher.tick()
+    assert status(service, task) is JobStatus.CANCELLING
+    clock.advance(21)
+    dispatcher.tick()
+    assert status(service, task) is JobStatus.CANCELLED
+    assert launcher.stopped == [f"fake:{task}:1"]
+
+
+def test_only_the_lock_holder_dispatches(env, tmp_path):
+    service, dispatcher, launcher, clock = env
+    other = Dispatcher(dispatcher.backend, clock=clock, owner="someone-else")
+    submit(service)
+    assert other.tick() and len(launcher.launched) == 1  # other takes the lock first
+    submit(service)
+    assert dispatcher.tick() == []  # locked out while other's lock is valid
+    clock.advance(60)
+    assert len(dispatcher.tick()) == 1
