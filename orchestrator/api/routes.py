@@ -49,7 +49,8 @@ def orchestrate(body: OrchestrateRequest, request: Request, response: Response, 
         raise HTTPException(403, "tenant_id does not match the tenant of your API token")
     spec = parse_spec({**body.model_dump(exclude_unset=True), "tenant_id": tenant})
     origin = Origin(source="cli" if x_laxai_client == "cli" else "api")
-    job, created = service(request).submit(spec, origin, idempotency_key=idempotency_key)
+    key = idempotency_key.strip() if idempotency_key else None
+    job, created = service(request).submit(spec, origin, idempotency_key=key or None)
     if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -88,7 +89,8 @@ def cancel_job(task_id: str, request: Request, tenant: Tenant) -> CancelResponse
 def retry_job(task_id: str, request: Request, tenant: Tenant,
               idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> SubmitResponse:
     """A new job with the same spec as a finished one, linked to it."""
-    job = service(request).retry(tenant, task_id, Origin(source="api"), idempotency_key=idempotency_key)
+    key = idempotency_key.strip() if idempotency_key else None
+    job = service(request).retry(tenant, task_id, Origin(source="api"), idempotency_key=key or None)
     return _submitted(request, job)
 
 

@@ -92,7 +92,7 @@ class SqliteJobStore(JobStore):
         job = job.model_copy(update={"version": 1, "updated_at": utcnow()})
         try:
             with self.db.write() as conn:
-                if job.idempotency_key:
+                if job.idempotency_key is not None:
                     row = conn.execute(
                         "SELECT data FROM jobs WHERE tenant_id = ? AND idempotency_key = ?",
                         (job.tenant_id, job.idempotency_key),
