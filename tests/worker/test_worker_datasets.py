@@ -1,0 +1,80 @@
+"""Datasets: the synthetic generator is deterministic and YOLO-shaped; bad datasets give clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.domain.spec import JobSpec
+from worker import datasets
+from worker.datasets import DatasetError
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_synthetic_dataset_is_deterministic_and_yolo_shaped(tmp_path):
+    first = datasets.synthetic(tmp_path / "a", 12, 64)
+    second = datasets.synthetic(tmp_path / "b", 12, 64)
+    assert first.name == "data.yaml" and first.parent.name == "synthetic-12-64"
+    assert _files(first.parent) == _files(second.parent)  # same bytes, image for image
+
+    root = first.parent
+    config = yaml.safe_load(first.read_text())
+    assert config["train"] == "images/train" and config["val"] == "images/val"
+    assert config["nc"] == len(config["names"]) == 3
+    for split, count in (("train", 12), ("val", 3)):
+        images = sorted((root / "images" / split).glob("*.jpg"))
+        labels = sorted((root / "labels" / split).glob("*.txt"))
+        assert len(images) == len(labels) == count
+        assert [p.stem for p in images] == [p.stem for p in labels]
+        for label in labels:
+            rows = [line.split() for line in label.read_text().splitlines()]
+            assert 1 <= len(rows) <= 3
+            for cls, *box in rows:
+                assert 0 <= int(cls) < 3
+                cx, cy, w, h = map(float, box)
+                assert 0 < w <= 1 and 0 < h <= 1
+                assert 0 <= cx - w / 2 and cx + w / 2 <= 1 + 1e-6
+                assert 0 <= cy - h / 2 and cy + h / 2 <= 1 + 1e-6
+    from PIL import Image
+
+    with Image.open(next((root / "images" / "train").glob("*.jpg"))) as image:
+        assert image.size == (64, 64) and image.mode == "RGB"
+
+
+def test_synthetic_dataset_is_generated_once_and_reused(tmp_path):
+    spec = JobSpec(tenant_id="t", dataset="synthetic:8", model_params={"input_size": 64})
+    path = datasets.resolve(spec, tmp_path)
+    assert path == tmp_path / "datasets" / "synthetic-8-64" / "data.yaml"
+    marker = path.parent / "images" / "train" / "train_00000.jpg"
+    stamp = marker.stat().st_mtime_ns
+    assert datasets.resolve(spec, tmp_path) == path
+    assert marker.stat().st_mtime_ns == stamp  # not rewritten
+    # No half-built staging directories left behind.
+    assert [p.name for p in (tmp_path / "datasets").iterdir()] == ["synthetic-8-64"]
+
+
+def test_local_dataset_paths(tmp_path):
+    directory = tmp_path / "mine"
+    directory.mkdir()
+    with pytest.raises(DatasetError, match="has no data.yaml"):
+        datasets.local_dataset(str(directory))
+    (directory / "data.yaml").write_text("train: images\nval: images\nnames: [a]\n")
+    assert datasets.local_dataset(str(directory)) == directory / "data.yaml"
+    assert datasets.local_dataset(str(directory / "data.yaml")) == directory / "data.yaml"
+    with pytest.raises(DatasetError, match="not found"):
+        datasets.local_dataset(str(tmp_path / "missing.yaml"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DatasetError, match="not a data.yaml"):
+        datasets.local_dataset(str(tmp_path / "notes.txt"))
+
+
+def test_gs_dataset_needs_the_gcp_backend():
+    with pytest.raises(DatasetError, match="gs:// datasets need the gcp backend"):
+        datasets.local_dataset("gs://bucket/data.yaml")
+    with pytest.raises(DatasetError, match="cannot download gs:// datasets yet"):
+        datasets.local_dataset("gs://bucket/data.yaml", backend="gcp")

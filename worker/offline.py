@@ -1,0 +1,116 @@
+"""Make Ultralytics and W&B work without a network, from project-owned directories.
+
+Call ``prepare(home)`` before anything imports ``ultralytics``: several of its
+settings are read once at import time (``YOLO_OFFLINE``, ``YOLO_CONFIG_DIR``).
+Workers have no internet and no pretrained weights, so every code path that
+would download (fonts, AMP-check weights, pip auto-updates, analytics) is
+switched off or given a local answer here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Fonts Ultralytics looks for in its config dir before trying to download them.
+FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+# Ultralytics integrations we turn off: we log to W&B ourselves, and the rest would try the network.
+DISABLED_INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
+# GPUs on which Ultralytics itself disables AMP (same list as ultralytics.utils.checks.check_amp).
+AMP_BROKEN_GPUS = re.compile(
+    r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.IGNORECASE
+)
+
+
+def config_dir(home: Path) -> Path:
+    """Where Ultralytics keeps its settings.json and fonts (``$YOLO_CONFIG_DIR/Ultralytics``)."""
+    return home / "ultralytics" / "Ultralytics"
+
+
+def prepare(home: Path) -> None:
+    """Set the environment for offline training; idempotent; call before importing ultralytics."""
+    if "ultralytics" in sys.modules:
+        # Too late for the import-time switches; say so instead of silently going online.
+        log.warning("ultralytics was imported before worker.offline.prepare(); offline switches may not apply")
+    os.environ["YOLO_OFFLINE"] = "1"  # no DNS probe, no hub/analytics traffic
+    os.environ["YOLO_AUTOINSTALL"] = "False"  # never pip-install missing packages at run time
+    os.environ["YOLO_CONFIG_DIR"] = str(home / "ultralytics")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    install_fonts(config_dir(home))
+
+
+def install_fonts(directory: Path) -> None:
+    """Put matplotlib's DejaVuSans where Ultralytics looks for Arial, so it never downloads a font."""
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = [name for name in FONT_NAMES if not (directory / name).is_file()]
+    if not missing:
+        return
+    import matplotlib  # a dependency of ultralytics, so always present in the worker image
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in missing:
+        # Copy then rename: two workers starting together never see half a font.
+        fd, partial = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        os.close(fd)
+        shutil.copyfile(source, partial)
+        os.replace(partial, directory / name)
+
+
+def configure_ultralytics(home: Path) -> None:
+    """After import: disable integrations and analytics, keep dirs under LAXAI_HOME, avoid the AMP download."""
+    from ultralytics.utils import SETTINGS
+
+    wanted: dict[str, object] = {key: False for key in DISABLED_INTEGRATIONS}
+    wanted.update(
+        sync=False,  # anonymous usage analytics
+        runs_dir=str(home / "runs"),
+        datasets_dir=str(home / "datasets"),
+        weights_dir=str(home / "weights"),
+    )
+    # Ultralytics rewrites settings.json on every update (not atomically): only write when something differs,
+    # so concurrent workers after the first run never touch the file.
+    changed = {key: value for key, value in wanted.items() if SETTINGS.get(key) != value}
+    if changed:
+        SETTINGS.update(changed)
+    _avoid_amp_download()
+
+
+def _avoid_amp_download() -> None:
+    """Replace the trainer's AMP check, which downloads yolo26n.pt to compare FP32 and FP16 outputs.
+
+    Offline, Ultralytics' own check ends with "checks skipped, offline" and keeps AMP on, after trying
+    the download (with retries). We give the same answer without the attempt: AMP off on CPU/MPS and on
+    GPUs Ultralytics knows to be broken, on elsewhere. With the weights present locally the real check runs.
+    """
+    import ultralytics.engine.trainer as trainer_module
+    from ultralytics.utils import checks
+
+    original = checks.check_amp
+    if getattr(trainer_module.check_amp, "_laxai_offline", False):
+        return
+
+    def check_amp_offline(model) -> bool:  # noqa: ANN001 - an Ultralytics model
+        import torch
+        from ultralytics.utils import WEIGHTS_DIR
+
+        if (WEIGHTS_DIR / "yolo26n.pt").is_file():
+            return original(model)
+        device = next(model.parameters()).device
+        if device.type != "cuda":
+            return False
+        gpu = torch.cuda.get_device_name(device)
+        if AMP_BROKEN_GPUS.search(gpu):
+            log.warning("AMP disabled: Ultralytics reports AMP problems on %s", gpu)
+            return False
+        log.info("AMP on (offline: the weights-based AMP self-test is skipped)")
+        return True
+
+    check_amp_offline._laxai_offline = True  # type: ignore[attr-defined]
+    trainer_module.check_amp = check_amp_offline

@@ -1,0 +1,165 @@
+"""Background writers: the lease heartbeat and coalesced progress reports.
+
+Both run on their own threads so the training thread never waits on the store,
+and a long validation pass is never mistaken for a dead worker. A store error
+is logged and skipped (the lease outlives a few misses); a write the store
+refuses (the transition returned None) means the attempt is no longer ours, so
+the ``lost`` flag is raised and training stops without writing anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from orchestrator.domain.job import CostSummary, Job, Progress, utcnow
+from orchestrator.domain.status import JobStatus
+from orchestrator.domain.transitions import heartbeat, report_progress
+from orchestrator.stores.base import JobStore
+from worker.stop import StopFlags, StopReason
+
+log = logging.getLogger(__name__)
+
+
+def _notice_cancel(job: Job, flags: StopFlags) -> None:
+    if job.status is JobStatus.CANCELLING and not flags.is_set(StopReason.CANCEL):
+        log.info("cancel requested by %s; stopping after this batch", job.cancel.by if job.cancel else "?")
+        flags.set(StopReason.CANCEL)
+
+
+class Heartbeat:
+    """Extends the lease every LEASE_SECONDS/4 and watches for a cancel request."""
+
+    def __init__(self, store: JobStore, task_id: str, attempt: int, lease_seconds: float, flags: StopFlags):
+        self.store, self.task_id, self.attempt = store, task_id, attempt
+        self.lease_seconds = lease_seconds
+        self.interval = lease_seconds / 4
+        self.flags = flags
+        self.last_ok = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.last_ok = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval) and not self.flags.lost:
+            self.beat()
+
+    def beat(self) -> None:
+        """One heartbeat; errors are logged, never raised."""
+        try:
+            job = self.store.update(
+                self.task_id, lambda j: heartbeat(j, self.attempt, utcnow(), self.lease_seconds), kind="heartbeat"
+            )
+        except Exception as exc:  # noqa: BLE001 - a missed beat is survivable; training goes on
+            silent = time.monotonic() - self.last_ok
+            log.warning("heartbeat failed (%s: %s); last success %.0f s ago", type(exc).__name__, exc, silent)
+            if silent > self.lease_seconds:
+                # Our lease has run out, so the dispatcher may already have started another
+                # execution: stop before we overwrite its checkpoints.
+                self.flags.set(StopReason.LOST, f"no successful heartbeat for {silent:.0f} s; the lease has expired")
+            return
+        if job is None:
+            self.flags.set(StopReason.LOST, f"heartbeat refused: attempt {self.attempt} is no longer current")
+            return
+        self.last_ok = time.monotonic()
+        _notice_cancel(job, self.flags)
+
+
+class ProgressReporter:
+    """Writes the newest progress at most every ``interval`` seconds; epoch ends go out as soon as
+    one second (or ``interval``, if shorter) has passed since the previous write.
+
+    ``offer`` is called from the training thread and only stores the update; a
+    background thread writes. Updates that arrive between two writes are
+    coalesced: the newest progress wins and metrics are merged, so Firestore's
+    ~1 write/s per document is respected.
+    """
+
+    def __init__(self, store: JobStore, task_id: str, attempt: int, interval: float, flags: StopFlags,
+                 cost: Callable[[Job], CostSummary] | None = None):
+        self.store, self.task_id, self.attempt = store, task_id, attempt
+        self.interval = interval
+        self.min_gap = min(1.0, interval)  # even epoch ends wait this long after the previous write
+        self.flags = flags
+        self.cost = cost
+        self._cond = threading.Condition()
+        self._progress: Progress | None = None
+        self._metrics: dict[str, float] = {}
+        self._urgent = False
+        self._last_write = float("-inf")
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def offer(self, progress: Progress, metrics: dict[str, float] | None = None, urgent: bool = False) -> None:
+        """Queue an update (no I/O). ``urgent`` for epoch ends: written without the interval wait."""
+        with self._cond:
+            self._progress = progress
+            if metrics:
+                self._metrics.update(metrics)
+            self._urgent = self._urgent or urgent
+            self._cond.notify()
+
+    def stop(self, flush: bool = True, timeout: float = 15.0) -> None:
+        """Stop the thread; with ``flush`` write what is pending first (unless the attempt is lost)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+        if flush and not self.flags.lost:
+            self._write_pending()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                if self._progress is None:
+                    self._cond.wait()
+                    continue
+                wait = self._last_write + (self.min_gap if self._urgent else self.interval) - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+            self._write_pending()
+            if self.flags.lost:
+                return
+
+    def _write_pending(self) -> None:
+        with self._cond:
+            progress, metrics = self._progress, self._metrics
+            if progress is None:
+                return
+            self._progress, self._metrics, self._urgent = None, {}, False
+            self._last_write = time.monotonic()
+
+        def apply(job: Job) -> Job | None:
+            return report_progress(job, self.attempt, progress, metrics or None, utcnow(),
+                                   self.cost(job) if self.cost else None)
+
+        try:
+            job = self.store.update(self.task_id, apply, kind="progress")
+        except Exception as exc:  # noqa: BLE001 - progress is best effort; training goes on
+            log.warning("progress write failed (%s: %s); will retry with the next update", type(exc).__name__, exc)
+            with self._cond:  # keep what failed unless something newer came meanwhile
+                if self._progress is None:
+                    self._progress = progress
+                self._metrics = {**metrics, **self._metrics}
+            return
+        if job is None:
+            self.flags.set(StopReason.LOST, f"progress refused: attempt {self.attempt} is no longer current")
+            return
+        _notice_cancel(job, self.flags)

@@ -1,0 +1,96 @@
+"""Why training should stop: flags set by other threads and time budgets, read cheaply per batch.
+
+The heartbeat thread sets ``cancel`` or ``lost``, the SIGTERM handler sets
+``sigterm``; the training callbacks call ``StopFlags.check`` after every batch
+and raise ``TrainingStopped`` so Ultralytics leaves a resumable last.pt behind
+(``trainer.stop = True`` would run the final evaluation and strip the optimizer
+from the checkpoint, which makes it impossible to resume).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass
+
+
+class StopReason(str, enum.Enum):
+    """Why the worker stops before training finished, most urgent first."""
+
+    LOST = "lost"  # the attempt is no longer ours: write nothing more
+    CANCEL = "cancel"  # a user asked; the job is cancelling
+    TIMEOUT = "timeout"  # TRAINING_TIMEOUT used up across all attempts
+    SIGTERM = "sigterm"  # the platform stops us (preemption, Cloud Run stop)
+    CONTINUATION = "continuation"  # the per-execution cap is near: hand over to a new execution
+
+
+class TrainingStopped(Exception):
+    """Raised from a training callback to leave Ultralytics' loop with the last checkpoint intact."""
+
+    def __init__(self, reason: StopReason):
+        super().__init__(f"training stopped: {reason.value}")
+        self.reason = reason
+
+
+@dataclass
+class Budget:
+    """Time limits of this attempt, against a monotonic clock started when the worker took the attempt."""
+
+    started: float  # time.monotonic() when this attempt started
+    prior_seconds: float  # billed seconds of the job's earlier attempts
+    training_timeout: float  # TRAINING_TIMEOUT: all attempts together
+    continue_after: float | None  # TASK_TIMEOUT - TASK_TIMEOUT_MARGIN, or None when there is no cap
+
+    def elapsed(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.started
+
+    def exceeded(self, now: float | None = None) -> StopReason | None:
+        elapsed = self.elapsed(now)
+        if self.prior_seconds + elapsed >= self.training_timeout:
+            return StopReason.TIMEOUT
+        if self.continue_after is not None and elapsed >= self.continue_after:
+            return StopReason.CONTINUATION
+        return None
+
+
+class StopFlags:
+    """Thread-safe stop requests; reading them costs a few attribute lookups."""
+
+    def __init__(self, budget: Budget | None = None):
+        self.budget = budget
+        self._events = {reason: threading.Event() for reason in (StopReason.LOST, StopReason.CANCEL,
+                                                                   StopReason.SIGTERM)}
+        self.lost_why: str | None = None
+
+    def set(self, reason: StopReason, why: str | None = None) -> None:
+        if reason is StopReason.LOST and self.lost_why is None:
+            self.lost_why = why
+        self._events[reason].set()
+
+    def is_set(self, reason: StopReason) -> bool:
+        event = self._events.get(reason)
+        return event is not None and event.is_set()
+
+    @property
+    def lost(self) -> bool:
+        return self._events[StopReason.LOST].is_set()
+
+    def reason(self) -> StopReason | None:
+        """The most urgent reason to stop now, or None to carry on."""
+        # Priority follows StopReason's order: lost, cancel, timeout, sigterm, continuation.
+        for reason in (StopReason.LOST, StopReason.CANCEL):
+            if self._events[reason].is_set():
+                return reason
+        over = self.budget.exceeded() if self.budget is not None else None
+        if over is StopReason.TIMEOUT:
+            return over
+        if self._events[StopReason.SIGTERM].is_set():
+            return StopReason.SIGTERM
+        return over
+
+    def check(self) -> None:
+        """Raise TrainingStopped when training should stop."""
+        reason = self.reason()
+        if reason is not None:
+            raise TrainingStopped(reason)

@@ -1,0 +1,264 @@
+"""Ultralytics training of one attempt, with callbacks that report, checkpoint and stop.
+
+``TrainingSession.train`` runs ``YOLO(...).train(...)`` in the calling thread.
+Its callbacks never wait on the store: they hand progress to the reporter
+thread, stage checkpoints for the upload thread, and stop training by raising
+``TrainingStopped`` (see worker.stop) when another thread asked for it or a
+time budget ran out. Import this module only after ``worker.offline.prepare``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import Settings
+from orchestrator.domain.job import Progress
+from orchestrator.domain.spec import JobSpec
+from worker.checkpoints import BEST, LAST, CheckpointUploader, ResumePoint
+from worker.reporter import ProgressReporter
+from worker.stop import StopFlags
+from worker.wandb_log import WandbRun
+
+log = logging.getLogger(__name__)
+
+# Our metric names -> Ultralytics' detection metric keys.
+METRIC_KEYS = {
+    "precision": "metrics/precision(B)",
+    "recall": "metrics/recall(B)",
+    "mAP50": "metrics/mAP50(B)",
+    "mAP50-95": "metrics/mAP50-95(B)",
+}
+SEED = 0
+GPU_WORKERS = 2  # dataloader processes on a GPU machine; Ultralytics uses 0 on CPU anyway
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where training runs: Ultralytics' device argument and a description for people."""
+
+    arg: str  # "cpu" or a CUDA index like "0"
+    description: str  # "cpu" or "cuda:0 NVIDIA L4"
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.arg != "cpu"
+
+
+def pick_device(settings: Settings) -> Device:
+    """The GPU when there is one, else the CPU; YOLO_DEVICE ("cpu", "0", "cuda:1") overrides."""
+    import torch
+
+    forced = (settings.YOLO_DEVICE or "").strip().lower()
+    if forced == "cpu":
+        return Device("cpu", "cpu")
+    if forced:
+        # One device only: multi-GPU (DDP) would run training in subprocesses our callbacks never see.
+        index = forced.removeprefix("cuda:").split(",")[0].strip()
+        if not index.isdigit():
+            raise ValueError(f"YOLO_DEVICE={settings.YOLO_DEVICE!r}: use 'cpu' or a CUDA index like '0'")
+        if not torch.cuda.is_available() or int(index) >= torch.cuda.device_count():
+            raise ValueError(f"YOLO_DEVICE={settings.YOLO_DEVICE!r} but no such CUDA GPU is visible")
+        return Device(index, f"cuda:{index} {torch.cuda.get_device_name(int(index))}")
+    if torch.cuda.is_available():
+        return Device("0", f"cuda:0 {torch.cuda.get_device_name(0)}")
+    return Device("cpu", "cpu")
+
+
+def pick_metrics(values: dict[str, Any] | None) -> dict[str, float]:
+    """precision, recall, mAP50 and mAP50-95 from Ultralytics' metrics dict (those present)."""
+    values = values or {}
+    return {ours: float(values[theirs]) for ours, theirs in METRIC_KEYS.items() if theirs in values}
+
+
+def _total_loss(trainer: Any) -> float | None:
+    loss = getattr(trainer, "tloss", None)
+    if not loss:
+        return None
+    items = loss.values() if isinstance(loss, dict) else loss
+    return round(sum(float(v) for v in items), 5)
+
+
+@dataclass
+class TrainingSession:
+    """One attempt's training run and what it has reached so far."""
+
+    spec: JobSpec
+    data_yaml: Path
+    run_dir: Path  # $LAXAI_HOME/runs/<task_id>; Ultralytics writes into run_dir/train
+    device: Device
+    resume: ResumePoint | None
+    flags: StopFlags
+    reporter: ProgressReporter
+    uploader: CheckpointUploader
+    wandb: WandbRun
+    epochs_done: int = 0  # finished epochs of the job (not only of this attempt)
+    start_epoch: int = field(default=0, init=False)  # where this attempt began
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    last_path: Path | None = None
+    best_path: Path | None = None
+    _batch: int = 0
+    _batches: int = 0
+    _train_started: float | None = None
+    _saved_epoch: int | None = None
+    _next_offer: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.epochs_done = self.resume.epochs_done if self.resume else 0
+        self.start_epoch = self.epochs_done
+
+    @property
+    def total_epochs(self) -> int:
+        return self.spec.training_params.epochs
+
+    @property
+    def save_dir(self) -> Path:
+        return self.run_dir / "train"
+
+    # -- the run ---------------------------------------------------------------
+
+    def train(self) -> dict[str, float]:
+        """Train to the end; returns the final metrics. Raises TrainingStopped when stopped early."""
+        from ultralytics import YOLO
+
+        common = {
+            "data": str(self.data_yaml),
+            "device": self.device.arg,
+            "workers": min(GPU_WORKERS, os.cpu_count() or 1) if self.device.is_gpu else 0,
+            "plots": False,  # plotting needs fonts and time, and nobody looks at the PNGs
+            "batch": self.spec.training_params.batch_size,
+            "imgsz": self.spec.model_params.input_size,
+        }
+        if self.resume is not None:
+            # Ultralytics restores epochs, optimizer, lr schedule and EMA from the checkpoint; save_dir
+            # points the run at this machine's directory rather than the one the checkpoint remembers.
+            model = YOLO(str(self.resume.path))
+            args: dict[str, Any] = {**common, "resume": True, "save_dir": str(self.save_dir)}
+        else:
+            params = self.spec.model_params
+            if params.weights and not Path(params.weights).expanduser().is_file():
+                # Checked here: for a missing file Ultralytics would try to download one of that name.
+                raise FileNotFoundError(f"model_params.weights: no such checkpoint file: {params.weights}")
+            model = YOLO(str(Path(params.weights).expanduser()) if params.weights else f"{params.architecture}.yaml")
+            args = {
+                **common,
+                "epochs": self.total_epochs,
+                "lr0": self.spec.training_params.learning_rate,
+                # An explicit optimizer: with "auto" Ultralytics ignores lr0 and picks its own.
+                "optimizer": "AdamW",
+                "project": str(self.run_dir),
+                "name": "train",
+                "exist_ok": True,
+                "seed": SEED,
+                "verbose": True,
+            }
+        for event, callback in (
+            ("on_pretrain_routine_end", self._on_pretrain_end),
+            ("on_train_start", self._on_train_start),
+            ("on_train_epoch_start", self._on_epoch_start),
+            ("on_train_batch_end", self._on_batch_end),
+            ("on_model_save", self._on_model_save),
+            ("on_fit_epoch_end", self._on_fit_epoch_end),
+        ):
+            model.add_callback(event, callback)
+        model.train(**args)
+        trainer = model.trainer
+        self.last_path = Path(trainer.last)
+        self.best_path = Path(trainer.best) if Path(trainer.best).exists() else None
+        if not self.final_metrics:
+            self.final_metrics = pick_metrics(getattr(trainer, "metrics", None))
+        return self.final_metrics
+
+    # -- callbacks (training thread) -------------------------------------------
+
+    def _on_pretrain_end(self, trainer: Any) -> None:
+        self.flags.check()  # a stop that came during start-up (dataset scan, model build)
+
+    def _on_train_start(self, trainer: Any) -> None:
+        self._train_started = time.monotonic()
+        self.start_epoch = self.epochs_done = int(trainer.start_epoch)
+
+    def _on_epoch_start(self, trainer: Any) -> None:
+        self._batch, self._batches = 0, len(trainer.train_loader)
+        self.flags.check()
+
+    def _on_batch_end(self, trainer: Any) -> None:
+        self._batch += 1
+        self.flags.check()  # event lookups and a clock read: cheap enough for every batch
+        now = time.monotonic()
+        if now < self._next_offer:  # the reporter would only coalesce it: skip the loss sync
+            return
+        self._next_offer = now + self.reporter.interval
+        try:
+            self.reporter.offer(self.progress(loss=_total_loss(trainer)))
+        except Exception:  # noqa: BLE001 - reporting never breaks training
+            log.warning("could not report batch progress", exc_info=True)
+
+    def _on_model_save(self, trainer: Any) -> None:
+        self._saved_epoch = trainer.epoch
+        done = trainer.epoch + 1
+        # Staged copies are local and quick; uploads happen on the uploader's thread.
+        self.uploader.submit(LAST, Path(trainer.last), done)
+        if trainer.best_fitness == trainer.fitness and Path(trainer.best).exists():  # best.pt was rewritten
+            self.uploader.submit(BEST, Path(trainer.best), done)
+
+    def _on_fit_epoch_end(self, trainer: Any) -> None:
+        if trainer.epoch != self._saved_epoch:
+            # Ultralytics calls this once more after the loop, for its final validation of best.pt
+            # (with epoch bumped by one): those are the run's final metrics.
+            self.final_metrics = pick_metrics(trainer.metrics)
+            return
+        self._saved_epoch = None
+        self.epochs_done = trainer.epoch + 1
+        metrics = pick_metrics(trainer.metrics)
+        self.final_metrics = metrics  # until the final validation replaces them
+        try:
+            loss = _total_loss(trainer)
+            self.reporter.offer(self.progress(loss=loss, metrics=metrics, epoch_end=True), metrics, urgent=True)
+            values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics,
+                      **getattr(trainer, "lr", {})}
+            self.wandb.log_epoch(self.epochs_done, {k: float(v) for k, v in values.items()})
+        except Exception:  # noqa: BLE001 - reporting never breaks training
+            log.warning("could not report epoch %d", self.epochs_done, exc_info=True)
+        if self.epochs_done < self.total_epochs:  # after the last epoch, finishing beats stopping
+            self.flags.check()
+
+    # -- progress --------------------------------------------------------------
+
+    def progress(self, loss: float | None = None, metrics: dict[str, float] | None = None,
+                 epoch_end: bool = False, message: str | None = None) -> Progress:
+        """Where training is now, as the job's Progress."""
+        total = self.total_epochs
+        batches = self._batches or None
+        fraction = 0.0 if epoch_end or not batches else min(1.0, self._batch / batches)
+        position = min(total, self.epochs_done + fraction)
+        if message is None:
+            if epoch_end:
+                shown = f", mAP50 {metrics['mAP50']:.3f}" if metrics and "mAP50" in metrics else ""
+                message = f"Epoch {self.epochs_done}/{total} done{shown}"
+            else:
+                message = f"Epoch {self.epochs_done + 1}/{total}, batch {self._batch}/{batches}"
+        return Progress(
+            epoch=self.epochs_done,
+            total_epochs=total,
+            progress_percent=round(100.0 * position / total, 2) if total else 0.0,
+            message=message,
+            batch=None if epoch_end else self._batch,
+            batches=batches,
+            loss=loss,
+            eta_seconds=self._eta(position),
+        )
+
+    def _eta(self, position: float) -> float | None:
+        """Remaining seconds, from this attempt's pace so far."""
+        if self._train_started is None:
+            return None
+        done = position - self.start_epoch
+        if done <= 0:
+            return None
+        pace = (time.monotonic() - self._train_started) / done
+        return round(pace * max(0.0, self.total_epochs - position), 1)
