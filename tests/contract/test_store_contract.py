@@ -1,0 +1,294 @@
+"""JobStore contract: the same behaviour from SQLite (local) and Firestore (gcp)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+from orchestrator.domain.status import JobStatus
+from orchestrator.domain.transitions import claim, request_cancel, set_notify
+from tests.contract.support import BASE_TIME, Recorder, make_job, wait_until
+
+
+def increment(job):
+    return set_notify(job, {"n": job.notify.get("n", 0) + 1})
+
+
+def run_threads(count: int, target) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(t.is_alive() for t in threads)
+
+
+# -- create / get -------------------------------------------------------------
+
+
+def test_create_then_get_returns_the_stored_job(store):
+    job = make_job(channel="C1")
+    stored, created = store.create(job)
+    assert created
+    assert stored.version == 1
+    assert stored.task_id == job.task_id
+    assert store.get(job.task_id) == stored
+    assert store.get("no-such-task") is None
+    assert store.get("../a/b") is None  # ids from URLs never become paths
+    assert store.update("../a/b", lambda j: j) is None
+
+
+def test_create_of_an_existing_task_id_returns_it_unchanged(store):
+    first, _ = store.create(make_job())
+    again, created = store.create(first.model_copy(update={"metrics": {"x": 1.0}}))
+    assert not created
+    assert again == first
+
+
+def test_idempotency_key_returns_the_first_job_of_the_tenant(store):
+    first, created = store.create(make_job("team-a", key="req-1"))
+    again, created_again = store.create(make_job("team-a", key="req-1"))
+    other_tenant, other_created = store.create(make_job("team-b", key="req-1"))
+    assert created and not created_again and other_created
+    assert again == first
+    assert other_tenant.task_id != first.task_id
+    assert {j.task_id for j in store.list(limit=10)} == {first.task_id, other_tenant.task_id}
+
+
+def test_jobs_without_a_key_are_always_new(store):
+    results = [store.create(make_job())[1] for _ in range(2)]
+    assert results == [True, True]
+    assert len(store.list()) == 2
+
+
+def test_concurrent_creates_with_one_key_store_one_job(open_store):
+    stores = [open_store(), open_store()]  # two processes, each with two threads
+    outcomes = []
+
+    def submit(i):
+        outcomes.append(stores[i % 2].create(make_job("team-a", key="same-request")))
+
+    run_threads(4, submit)
+    assert sum(created for _, created in outcomes) == 1
+    assert len({job.task_id for job, _ in outcomes}) == 1
+    assert len(stores[0].list()) == 1
+
+
+# -- queries ------------------------------------------------------------------
+
+
+def test_list_is_newest_first_with_filters(store):
+    a_old = store.create(make_job("team-a", channel="C1", age=30))[0]
+    b = store.create(make_job("team-b", channel="C1", age=20))[0]
+    a_mid = store.create(make_job("team-a", channel="C2", age=10))[0]
+    a_new = store.create(make_job("team-a", channel="C1", age=0))[0]
+    store.update(a_mid.task_id, lambda j: claim(j, BASE_TIME, 600))
+
+    ids = lambda jobs: [j.task_id for j in jobs]  # noqa: E731
+    assert ids(store.list()) == [a_new.task_id, a_mid.task_id, b.task_id, a_old.task_id]
+    assert ids(store.list(tenant_id="team-a")) == [a_new.task_id, a_mid.task_id, a_old.task_id]
+    assert ids(store.list(tenant_id="team-a", limit=2)) == [a_new.task_id, a_mid.task_id]
+    assert ids(store.list(channel="C1")) == [a_new.task_id, b.task_id, a_old.task_id]
+    assert ids(store.list(tenant_id="team-a", channel="C1")) == [a_new.task_id, a_old.task_id]
+    assert ids(store.list(statuses=[JobStatus.RUNNING])) == [a_mid.task_id]
+    assert ids(store.list(tenant_id="team-a", statuses=[JobStatus.QUEUED])) == [a_new.task_id, a_old.task_id]
+    assert ids(store.list(statuses=[JobStatus.QUEUED, JobStatus.RUNNING], channel="C2")) == [a_mid.task_id]
+    assert store.list(tenant_id="team-c") == []
+    assert store.list(statuses=[]) == []
+
+
+def test_queued_is_highest_priority_first_then_oldest(store):
+    low_old = store.create(make_job(priority=0, age=50))[0]
+    high_new = store.create(make_job(priority=5, age=1))[0]
+    low_new = store.create(make_job(priority=0, age=2))[0]
+    high_old = store.create(make_job(priority=5, age=40))[0]
+    mid = store.create(make_job(priority=3, age=100))[0]
+    running = store.create(make_job(priority=9, age=500))[0]
+    store.update(running.task_id, lambda j: claim(j, BASE_TIME, 600))
+
+    order = [j.task_id for j in store.queued()]
+    assert order == [high_old.task_id, high_new.task_id, mid.task_id, low_old.task_id, low_new.task_id]
+    assert [j.task_id for j in store.queued(limit=2)] == [high_old.task_id, high_new.task_id]
+
+
+def test_active_is_running_and_cancelling(store):
+    queued = store.create(make_job())[0]
+    running = store.create(make_job())[0]
+    cancelling = store.create(make_job())[0]
+    cancelled = store.create(make_job())[0]
+    for job in (running, cancelling):
+        store.update(job.task_id, lambda j: claim(j, BASE_TIME, 600))
+    store.update(cancelling.task_id, lambda j: request_cancel(j, "ann", BASE_TIME))
+    store.update(cancelled.task_id, lambda j: request_cancel(j, "ann", BASE_TIME))
+
+    assert {j.task_id for j in store.active()} == {running.task_id, cancelling.task_id}
+    assert {j.status for j in store.active()} == {JobStatus.RUNNING, JobStatus.CANCELLING}
+    assert [j.task_id for j in store.queued()] == [queued.task_id]
+
+
+# -- update (compare-and-set) -------------------------------------------------
+
+
+def test_update_bumps_the_version_and_persists(store):
+    job = store.create(make_job())[0]
+    changed = store.update(job.task_id, lambda j: claim(j, BASE_TIME, 600), kind="status:running")
+    assert changed is not None
+    assert changed.version == 2
+    assert changed.status is JobStatus.RUNNING
+    assert store.get(job.task_id) == changed
+    assert store.update(job.task_id, increment).version == 3
+
+
+def test_declined_update_returns_none_and_writes_nothing(store):
+    job = store.create(make_job())[0]
+    assert store.update(job.task_id, lambda j: None) is None
+    assert store.update(job.task_id, lambda j: j) is None  # an equal job is no change
+    assert store.update(job.task_id, lambda j: set_notify(j, {})) is None
+    assert store.get(job.task_id) == job
+    calls = []
+    assert store.update("no-such-task", lambda j: calls.append(j) or j) is None
+    assert calls == []
+
+
+def test_concurrent_updates_from_threads_never_lose_one(store):
+    job = store.create(make_job())[0]
+
+    def work(_):
+        for _ in range(10):
+            assert store.update(job.task_id, increment, kind="count") is not None
+
+    run_threads(4, work)
+    final = store.get(job.task_id)
+    assert final.notify["n"] == 40
+    assert final.version == 41
+
+
+def test_concurrent_updates_from_separate_stores_never_lose_one(open_store):
+    """Two stores, as two processes would hold: contention reaches the backend itself."""
+    stores = [open_store(), open_store()]
+    job = stores[0].create(make_job())[0]
+
+    def work(i):
+        for _ in range(2):
+            stores[i].update(job.task_id, increment)
+
+    run_threads(2, work)
+    final = stores[1].get(job.task_id)
+    assert final.notify["n"] == 4
+    assert final.version == 5
+
+
+# -- change feed --------------------------------------------------------------
+
+
+def test_watch_delivers_each_jobs_changes_in_version_order(store):
+    recorder = Recorder()
+    watch = store.watch(recorder)
+    try:
+        a = store.create(make_job())[0]
+        b = store.create(make_job())[0]
+        kinds = {(a.task_id, 1): "created", (b.task_id, 1): "created"}
+        for round_ in range(4):
+            for job in (a, b):
+                changed = store.update(job.task_id, increment, kind=f"count:{round_}")
+                kinds[(job.task_id, changed.version)] = f"count:{round_}"
+                assert store.update(job.task_id, lambda j: None, kind="declined") is None
+        assert wait_until(lambda: recorder.saw(a.task_id, 5) and recorder.saw(b.task_id, 5))
+        time.sleep(0.3)  # anything late would show up now
+    finally:
+        watch.stop()
+
+    for job in (a, b):
+        versions = recorder.versions(job.task_id)
+        assert versions == sorted(set(versions)), versions  # increasing, no repeats
+        assert versions[-1] == 5
+        for event in recorder.of(job.task_id):  # each event is the job as it was stored, with its kind
+            assert kinds[(job.task_id, event.job.version)] == event.kind
+            assert event.job.notify.get("n", 0) == event.job.version - 1
+    assert all(e.kind != "declined" for e in recorder.events)
+
+
+def test_watch_starts_from_now_when_no_cursor_is_given(store):
+    before = store.create(make_job())[0]
+    recorder = Recorder()
+    watch = store.watch(recorder)
+    try:
+        after = store.create(make_job())[0]
+        assert wait_until(lambda: recorder.saw(after.task_id, 1))
+        time.sleep(0.3)
+    finally:
+        watch.stop()
+    assert recorder.of(before.task_id) == []
+
+
+def test_failing_callback_never_stops_the_feed(store):
+    recorder = Recorder(fail_on=lambda event: True)
+    watch = store.watch(recorder)
+    try:
+        job = store.create(make_job())[0]
+        assert wait_until(lambda: recorder.saw(job.task_id, 1))
+        store.update(job.task_id, increment)
+        assert wait_until(lambda: recorder.saw(job.task_id, 2))
+        other = store.create(make_job())[0]
+        assert wait_until(lambda: recorder.saw(other.task_id, 1))
+    finally:
+        watch.stop()
+
+
+def test_watch_resumes_after_a_cursor(store):
+    first = Recorder()
+    watch = store.watch(first)
+    try:
+        a = store.create(make_job())[0]
+        b = store.create(make_job())[0]
+        assert wait_until(lambda: first.saw(a.task_id, 1) and first.saw(b.task_id, 1))
+    finally:
+        watch.stop()
+    cursor = max((e.cursor for e in first.events))  # b's creation, the newest change seen
+    store.update(a.task_id, increment, kind="after-cursor")
+
+    resumed = Recorder()
+    watch = store.watch(resumed, since=cursor)
+    try:
+        assert wait_until(lambda: resumed.saw(a.task_id, 2))
+        time.sleep(0.3)
+    finally:
+        watch.stop()
+    assert resumed.of(b.task_id) == []
+    assert [e.kind for e in resumed.of(a.task_id)] == ["after-cursor"]
+    assert all(e.cursor > cursor for e in resumed.events)
+
+
+def test_stopped_watch_delivers_nothing_more(store):
+    recorder = Recorder()
+    watch = store.watch(recorder)
+    job = store.create(make_job())[0]
+    assert wait_until(lambda: recorder.saw(job.task_id, 1))
+    watch.stop()
+    store.update(job.task_id, increment)
+    time.sleep(0.5)
+    assert recorder.versions(job.task_id) == [1]
+
+
+# -- locks --------------------------------------------------------------------
+
+
+def test_locks_are_exclusive_until_they_expire(store):
+    now = BASE_TIME
+    assert store.try_lock("dispatcher", "svc-1", 10, now)
+    assert not store.try_lock("dispatcher", "svc-2", 10, now + timedelta(seconds=5))
+    assert store.try_lock("dispatcher", "svc-1", 10, now + timedelta(seconds=5))  # the owner renews
+    assert not store.try_lock("dispatcher", "svc-2", 10, now + timedelta(seconds=14))  # renewed until 15
+    assert store.try_lock("other-lock", "svc-2", 10, now)  # locks are independent
+    assert store.try_lock("dispatcher", "svc-2", 10, now + timedelta(seconds=16))  # expired: taken over
+    assert not store.try_lock("dispatcher", "svc-1", 10, now + timedelta(seconds=17))
+
+
+def test_release_frees_the_lock_only_for_its_owner(store):
+    now = BASE_TIME
+    assert store.try_lock("dispatcher", "svc-1", 60, now)
+    store.release_lock("dispatcher", "svc-2")  # not the owner: no effect
+    assert not store.try_lock("dispatcher", "svc-2", 60, now)
+    store.release_lock("dispatcher", "svc-1")
+    assert store.try_lock("dispatcher", "svc-2", 60, now)

@@ -1,0 +1,167 @@
+"""The transition table: every (from, to) pair is reachable exactly when ALLOWED_TRANSITIONS allows it.
+
+Pure domain tests. Each status gets representative jobs (e.g. a running job before
+and after its worker started); every transition function, with every end reason,
+is applied to each, and the statuses they reach are compared with the table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from orchestrator.domain.cost import rates_for
+from orchestrator.domain.job import EndReason, Job, JobError, Progress
+from orchestrator.domain.spec import JobSpec
+from orchestrator.domain.status import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, JobStatus, can_transition
+from orchestrator.domain.transitions import (
+    claim,
+    fail_queued,
+    finish,
+    heartbeat,
+    record_execution,
+    report_progress,
+    request_cancel,
+    requeue,
+    set_notify,
+    worker_started,
+)
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+RATES = rates_for("nvidia-l4", 1, "4000m", "16Gi")
+S = JobStatus
+
+# The table as the product defines it, written out so a change to it is deliberate.
+EXPECTED = {
+    S.QUEUED: {S.RUNNING, S.CANCELLED, S.FAILED},
+    S.RUNNING: {S.QUEUED, S.CANCELLING, S.COMPLETED, S.FAILED},
+    S.CANCELLING: {S.CANCELLED, S.COMPLETED, S.FAILED},
+    S.COMPLETED: set(),
+    S.FAILED: set(),
+    S.CANCELLED: set(),
+}
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def fresh() -> Job:
+    return Job(tenant_id="team-a", spec=JobSpec(tenant_id="team-a"), created_at=T0, updated_at=T0,
+               progress=Progress(total_epochs=10))
+
+
+def samples() -> dict[JobStatus, list[Job]]:
+    """Representative jobs per status, built with the transitions themselves."""
+    queued = fresh()
+    claimed = claim(queued, at(1), 600)
+    started = worker_started(record_execution(claimed, 1, "exec-1", at(2)), 1, at(3), 60, "cpu", 0)
+    requeued = requeue(started, 1, EndReason.INTERRUPTED, at(10), RATES, 3)
+    reclaimed = claim(requeued, at(11), 600)
+    cancelling = request_cancel(started, "ann", at(20))
+    cancelling_unstarted = request_cancel(claimed, "ann", at(5))
+    completed = finish(started, 1, EndReason.COMPLETED, at(30), RATES)
+    failed = finish(started, 1, EndReason.FAILED, at(30), RATES, error=JobError(reason="training_error", message="x"))
+    cancelled = request_cancel(queued, "ann", at(2))
+    return {
+        S.QUEUED: [queued, requeued],
+        S.RUNNING: [claimed, started, reclaimed],
+        S.CANCELLING: [cancelling, cancelling_unstarted],
+        S.COMPLETED: [completed],
+        S.FAILED: [failed],
+        S.CANCELLED: [cancelled],
+    }
+
+
+def every_transition(job: Job) -> list[tuple[str, Job | None]]:
+    """(what, result) for every transition function and argument variant, by the current attempt."""
+    attempt = job.current_attempt.number if job.current_attempt else 1
+    now = at(100)
+    results = [
+        ("claim", claim(job, now, 600)),
+        ("record_execution", record_execution(job, attempt, "exec-x", now)),
+        ("worker_started", worker_started(job, attempt, now, 60, "cpu", 0)),
+        ("heartbeat", heartbeat(job, attempt, now, 60)),
+        ("report_progress", report_progress(job, attempt, Progress(epoch=2, total_epochs=10), {"m": 1.0}, now)),
+        ("request_cancel", request_cancel(job, "bob", now)),
+        ("fail_queued", fail_queued(job, JobError(reason="dataset_error", message="gone"), now)),
+        ("set_notify", set_notify(job, {"card_ts": "1.2"})),
+    ]
+    for reason in EndReason:
+        try:
+            results.append((f"finish:{reason.value}", finish(job, attempt, reason, now, RATES)))
+        except KeyError:  # finish takes outcomes only (completed, failed, timeout, cancelled)
+            pass
+        # "limit": one more lost execution is one too many; "room": it is not.
+        for label, max_recoveries in (("limit", job.recoveries), ("room", job.recoveries + 3)):
+            results.append((f"requeue:{reason.value}:{label}",
+                            requeue(job, attempt, reason, now, RATES, max_recoveries)))
+    return results
+
+
+def reached(source: JobStatus) -> dict[JobStatus, list[str]]:
+    """Target status -> the transitions that moved a ``source`` job there."""
+    found: dict[JobStatus, list[str]] = {}
+    for job in samples()[source]:
+        assert job is not None and job.status is source
+        for what, result in every_transition(job):
+            if result is not None and result.status is not source:
+                found.setdefault(result.status, []).append(what)
+    return found
+
+
+def test_the_table_is_the_expected_one():
+    assert {k: set(v) for k, v in ALLOWED_TRANSITIONS.items()} == EXPECTED
+    assert set(ALLOWED_TRANSITIONS) == set(JobStatus)
+    assert TERMINAL_STATUSES == {s for s, targets in EXPECTED.items() if not targets}
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(JobStatus, JobStatus)),
+                         ids=lambda s: s.value)
+def test_every_pair(source, target):
+    allowed = target in EXPECTED[source]
+    assert can_transition(source, target) is allowed
+    moved_by = reached(source).get(target, [])
+    if allowed:
+        assert moved_by, f"no transition moves a {source.value} job to {target.value}"
+    else:
+        assert not moved_by, f"{moved_by} moved a {source.value} job to {target.value}, which is not allowed"
+
+
+@pytest.mark.parametrize("source", sorted(TERMINAL_STATUSES, key=lambda s: s.value), ids=lambda s: s.value)
+def test_finished_jobs_only_take_front_end_state(source):
+    for job in samples()[source]:
+        changed = {what for what, result in every_transition(job) if result is not None}
+        assert changed == {"set_notify"}
+
+
+def test_the_attempt_number_fences_writes():
+    started = samples()[S.RUNNING][1]
+    now = at(50)
+    for attempt in (0, 2):
+        assert record_execution(started, attempt, "x", now) is None
+        assert heartbeat(started, attempt, now, 60) is None
+        assert report_progress(started, attempt, Progress(), None, now) is None
+        assert finish(started, attempt, EndReason.COMPLETED, now, RATES) is None
+        assert requeue(started, attempt, EndReason.INTERRUPTED, now, RATES, 3) is None
+    assert heartbeat(started, 1, now, 60) is not None
+
+
+def test_what_each_move_is_made_by():
+    """The named paths of the table (a regression guard on who may do what)."""
+    resuming = [r.value for r in EndReason if r.resumes]
+    losses = {f"requeue:{r.value}:limit" for r in EndReason if r.counts_as_recovery}
+    assert set(reached(S.QUEUED)[S.RUNNING]) == {"claim"}
+    assert set(reached(S.QUEUED)[S.CANCELLED]) == {"request_cancel"}
+    assert set(reached(S.QUEUED)[S.FAILED]) == {"fail_queued"}
+    assert set(reached(S.RUNNING)[S.CANCELLING]) == {"request_cancel"}
+    assert set(reached(S.RUNNING)[S.COMPLETED]) == {"finish:completed"}
+    assert set(reached(S.RUNNING)[S.FAILED]) == {"finish:failed", "finish:timeout"} | losses
+    assert set(reached(S.RUNNING)[S.QUEUED]) == ({f"requeue:{r}:room" for r in resuming}
+                                                 | {"requeue:continuation:limit"})
+    assert set(reached(S.CANCELLING)[S.CANCELLED]) == {"finish:cancelled"} | {
+        f"requeue:{r}:{label}" for r in resuming for label in ("limit", "room")}
+    assert set(reached(S.CANCELLING)[S.COMPLETED]) == {"finish:completed"}
+    assert set(reached(S.CANCELLING)[S.FAILED]) == {"finish:failed", "finish:timeout"}
