@@ -7,10 +7,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from orchestrator.domain.cost import format_usd
@@ -78,14 +79,15 @@ def watch(fetch: Callable[[], dict[str, Any]], console: Console, interval: float
                 break
             time.sleep(interval)
             view = fetch()
+    console.print()
     return view
 
 
 def summary(view: dict[str, Any], models: list[dict[str, Any]] | None = None) -> Table:
     """The end-of-run summary: status, metrics, checkpoint, registry entry, times and cost."""
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     status = view["status"]
     table.add_row("Job", f"{view['task_id']}  {view.get('custom_name') or ''}")
     table.add_row("Status", Text(status, style=STYLE.get(status, "")))
@@ -111,13 +113,16 @@ def summary(view: dict[str, Any], models: list[dict[str, Any]] | None = None) ->
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table("task_id", "name", "status", "progress", "mAP50-95", "cost", "created")
+    """One line per job; full task ids (the other commands take them), the name last so it can wrap."""
+    table = Table(Column("task_id", no_wrap=True), Column("status", no_wrap=True), Column("epoch", no_wrap=True),
+                  Column("mAP50-95", no_wrap=True), Column("cost", no_wrap=True, min_width=7), Column("name", overflow="fold"),
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     for job in jobs:
         p = job["progress"]
-        table.add_row(job["task_id"], job.get("custom_name") or "", Text(job["status"], style=STYLE.get(job["status"], "")),
-                      f"{p['epoch']}/{p['total_epochs']} ({p['progress_percent']:.0f}%)",
+        table.add_row(job["task_id"], Text(job["status"], style=STYLE.get(job["status"], "")),
+                      f"{p['epoch']}/{p['total_epochs']}",
                       f"{job['metrics']['mAP50-95']:.3f}" if "mAP50-95" in job.get("metrics", {}) else "-",
-                      format_usd(job["cost"].get("usd", 0.0)), str(job["created_at"])[:19])
+                      format_usd(job["cost"].get("usd", 0.0)), job.get("custom_name") or "")
     return table
 
 
