@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     TASK_TIMEOUT: float = Field(0, ge=0)  # the platform's cap per execution (0: none); Cloud Run GPU: 3600
     TASK_TIMEOUT_MARGIN: float = Field(120, ge=0)  # checkpoint and exit this long before TASK_TIMEOUT
     CANCEL_GRACE_SECONDS: float = Field(60, gt=0)  # then the launcher stops the execution hard
+    CANCEL_POLL_SECONDS: float = Field(1.0, gt=0)  # how often a worker looks for a cancel request (a read)
     PROGRESS_INTERVAL: float = Field(2.0, ge=0)  # at most one progress write per this many seconds
     DISPATCH_INTERVAL: float = Field(1.0, gt=0)
 
@@ -77,8 +78,22 @@ class Settings(BaseSettings):
     WORKER_JOB_NAME: str = "laxai-training-worker"
     ARTIFACT_BUCKET: str | None = None
     LAXAI_LAUNCHER: Literal["auto", "local", "cloudrun"] = "auto"
-    PUSH_AUDIENCE: str | None = None
-    PUSH_SERVICE_ACCOUNT: str | None = None
+    PUSH_AUDIENCE: str | None = None  # OIDC audience of Pub/Sub pushes to /pubsub/push
+    PUSH_SERVICE_ACCOUNT: str | None = None  # the account Pub/Sub, Eventarc and Cloud Scheduler sign as
+
+    # --- push delivery: Pub/Sub push, Eventarc, Cloud Scheduler (orchestrator/api/push.py, eventarc.py) ---
+    # pull: the dispatcher loop pulls the queue; push: Pub/Sub pushes to /pubsub/push and the loop only
+    # ticks every DISPATCH_INTERVAL (lease sweeps, freed capacity).
+    LAXAI_DISPATCH: Literal["pull", "push"] = "pull"
+    # watch: change listeners follow the store's own feed (SQLite polling, Firestore on_snapshot);
+    # eventarc: they get the Firestore events Eventarc posts to /eventarc/firestore.
+    LAXAI_CHANGE_FEED: Literal["watch", "eventarc"] = "watch"
+    # oidc: the push endpoints need a Google-signed ID token (refused while their audience is unset);
+    # none: accept unsigned calls when the audience is unset (local runs and emulators only).
+    LAXAI_PUSH_AUTH: Literal["oidc", "none"] = "oidc"
+    EVENTARC_AUDIENCE: str | None = None  # comma-separated audiences accepted on /eventarc/firestore
+    TICK_AUDIENCE: str | None = None  # OIDC audience of Cloud Scheduler's calls to /tasks/tick
+    OIDC_CERTS_URL: str = "https://www.googleapis.com/oauth2/v1/certs"  # Google's ID-token signing certs
 
     @field_validator("GPU_TYPE")
     @classmethod

@@ -9,12 +9,15 @@ thread gets its own connection (sqlite3 connections are not thread-safe).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-BUSY_TIMEOUT_SECONDS = 30.0
+# How long a writer waits for the lock before failing; LAXAI_SQLITE_BUSY_TIMEOUT overrides
+# (the fault tests shorten it to provoke store errors).
+BUSY_TIMEOUT_SECONDS = float(os.environ.get("LAXAI_SQLITE_BUSY_TIMEOUT", "30"))
 
 
 class SqliteDatabase:

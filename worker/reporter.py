@@ -30,12 +30,16 @@ def _notice_cancel(job: Job, flags: StopFlags) -> None:
 
 
 class Heartbeat:
-    """Extends the lease every LEASE_SECONDS/4 and watches for a cancel request."""
+    """Extends the lease every LEASE_SECONDS/4 and, in between, reads the job every
+    ``cancel_poll`` seconds so a cancel is seen within about a second (a read costs far
+    less than a write, and Firestore allows ~1 write/s per document)."""
 
-    def __init__(self, store: JobStore, task_id: str, attempt: int, lease_seconds: float, flags: StopFlags):
+    def __init__(self, store: JobStore, task_id: str, attempt: int, lease_seconds: float, flags: StopFlags,
+                 cancel_poll: float = 1.0):
         self.store, self.task_id, self.attempt = store, task_id, attempt
         self.lease_seconds = lease_seconds
         self.interval = lease_seconds / 4
+        self.cancel_poll = max(0.1, min(cancel_poll, self.interval))
         self.flags = flags
         self.last_ok = time.monotonic()
         self._stop = threading.Event()
@@ -51,8 +55,22 @@ class Heartbeat:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval) and not self.flags.lost:
-            self.beat()
+        next_beat = time.monotonic() + self.interval
+        while not self._stop.wait(self.cancel_poll) and not self.flags.lost:
+            if time.monotonic() >= next_beat:
+                self.beat()
+                next_beat = time.monotonic() + self.interval
+            else:
+                self.poll_cancel()
+
+    def poll_cancel(self) -> None:
+        """Read-only check for a cancel request; errors are left to the next beat."""
+        try:
+            job = self.store.get(self.task_id)
+        except Exception:  # noqa: BLE001 - the heartbeat reports store trouble
+            return
+        if job is not None:
+            _notice_cancel(job, self.flags)
 
     def beat(self) -> None:
         """One heartbeat; errors are logged, never raised."""

@@ -194,7 +194,8 @@ class AttemptRunner:
         self.budget = self._budget(job)
         self.flags.budget = self.budget
         store, s = self.store, self.settings
-        self.heartbeat = Heartbeat(store, self.task_id, self.attempt, s.LEASE_SECONDS, self.flags)
+        self.heartbeat = Heartbeat(store, self.task_id, self.attempt, s.LEASE_SECONDS, self.flags,
+                                   cancel_poll=s.CANCEL_POLL_SECONDS)
         self.reporter = ProgressReporter(store, self.task_id, self.attempt, s.PROGRESS_INTERVAL, self.flags,
                                          cost=self._cost)
         self.uploader = CheckpointUploader(self.backend.artifacts, self.task_id,
