@@ -138,7 +138,9 @@ class JobService:
         base = origin or original.origin
         # A retry of a Slack job lives in the original's thread.
         if original.origin.source == "slack" and (origin is None or origin.source == "slack"):
-            thread = original.notify.get("card_ts") or original.origin.thread_ts
+            # A retry of a retry already lives in a thread: keep to its root (Slack threads
+            # are one level deep; card_ts is then a reply's ts, not a thread).
+            thread = original.origin.thread_ts or original.notify.get("card_ts")
             base = base.model_copy(update={"channel": original.origin.channel, "thread_ts": thread,
                                            "team": original.origin.team})
         job, _ = self.submit(original.spec, base, idempotency_key=idempotency_key, retry_of=original.task_id)

@@ -1,0 +1,79 @@
+"""Slack settings: tokens, the Web API address, admins and allowed channels.
+
+Read from the same env file as ``orchestrator.config`` (``default_config_file()``),
+then the environment. Secrets are SecretStr so they never print in reprs or logs.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.config import default_config_file
+
+
+def _ids(raw: str | None) -> frozenset[str]:
+    """"U1, U2,U3" -> {"U1", "U2", "U3"}; blanks ignored."""
+    return frozenset(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+class SlackSettings(BaseSettings):
+    """Everything the Slack front end needs; unset tokens mean "Slack is off"."""
+
+    model_config = SettingsConfigDict(env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
+
+    SLACK_BOT_TOKEN: SecretStr | None = None  # xoxb-...
+    SLACK_SIGNING_SECRET: SecretStr | None = None  # verifies every HTTP request from Slack
+    SLACK_APP_TOKEN: SecretStr | None = None  # xapp-..., only for Socket Mode
+    SLACK_API_URL: str = "https://slack.com/api/"  # tests point this at a fake Web API
+    SLACK_ADMIN_USERS: str = ""  # comma-separated user ids that may cancel anyone's job
+    SLACK_ALLOWED_CHANNELS: str = ""  # comma-separated channel ids; empty: every channel
+
+    # --- notifier pacing (Slack's published limits, with a little headroom) ---
+    SLACK_POST_INTERVAL: float = Field(1.1, ge=0)  # seconds between posts in one channel (~1/s)
+    SLACK_UPDATES_PER_MINUTE: float = Field(45, gt=0)  # chat.update is Tier 3 (~50/min per workspace)
+    SLACK_CARD_MIN_INTERVAL: float = Field(3.0, ge=0)  # one card is edited at most this often
+    SLACK_FINAL_GIVE_UP: float = Field(1800, gt=0)  # keep retrying a final reply this long
+    SLACK_REPLY_GIVE_UP: float = Field(600, gt=0)  # ... and other replies this long
+    SLACK_HTTP_TIMEOUT: float = Field(10, gt=0)  # one Web API call
+
+    @property
+    def configured(self) -> bool:
+        """Both secrets the HTTP endpoint needs are present and non-blank."""
+        return bool(self.bot_token and self.signing_secret)
+
+    @property
+    def bot_token(self) -> str:
+        return self.SLACK_BOT_TOKEN.get_secret_value().strip() if self.SLACK_BOT_TOKEN else ""
+
+    @property
+    def signing_secret(self) -> str:
+        return self.SLACK_SIGNING_SECRET.get_secret_value().strip() if self.SLACK_SIGNING_SECRET else ""
+
+    @property
+    def app_token(self) -> str:
+        return self.SLACK_APP_TOKEN.get_secret_value().strip() if self.SLACK_APP_TOKEN else ""
+
+    @property
+    def api_url(self) -> str:
+        # WebClient joins base_url + method name, so it must end with a slash.
+        url = self.SLACK_API_URL.strip() or "https://slack.com/api/"
+        return url if url.endswith("/") else url + "/"
+
+    @property
+    def admin_users(self) -> frozenset[str]:
+        return _ids(self.SLACK_ADMIN_USERS)
+
+    @property
+    def allowed_channels(self) -> frozenset[str] | None:
+        """None when every channel is allowed."""
+        return _ids(self.SLACK_ALLOWED_CHANNELS) or None
+
+    def secrets(self) -> list[str]:
+        """The secret values, for log redaction."""
+        return [s for s in (self.bot_token, self.signing_secret, self.app_token) if s]
+
+
+def load_slack_settings(**overrides: object) -> SlackSettings:
+    """Settings from the orchestrator's env file, then the environment, then overrides."""
+    return SlackSettings(_env_file=default_config_file(), **overrides)  # type: ignore[call-arg]

@@ -1,0 +1,115 @@
+"""The ``laxai.extensions`` hook: plugs the Slack front end into ``laxai serve``.
+
+``install(app, runtime)`` mounts the Bolt app at ``POST /slack/events`` (slash
+commands, interactivity, options), registers the notifier as a background
+service, and, with ``runtime.extras["socket_mode"]``, connects over Socket Mode
+with SLACK_APP_TOKEN as well. It declines (returns False) when Slack isn't
+configured, so the same image runs with or without Slack.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from slack_bolt.adapter.fastapi import SlackRequestHandler
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+
+from orchestrator.runtime import Runtime
+
+from bot.app import SlackFrontEnd
+from bot.clients import app_client, guarded_logger, notifier_client
+from bot.config import SlackSettings, load_slack_settings
+from bot.notifier import Notifier
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+MAX_BODY = 1024 * 1024  # Slack's payloads (a full modal view) stay far below this
+
+
+class ThreadedSlackRequestHandler(SlackRequestHandler):
+    """slack_bolt's FastAPI/Starlette adapter, but dispatching on a worker thread.
+
+    The stock handler calls the (synchronous) Bolt app inside the event loop, so one
+    slow listener would stall every other request; here the loop only reads the
+    body and the listener runs in Starlette's thread pool. The response is still
+    sent only after the listener finished (process_before_response).
+    """
+
+    async def handle(self, req: Request, addition_context_properties: dict | None = None) -> Response:
+        body = await req.body()
+        if len(body) > MAX_BODY:
+            return Response(status_code=413, content="payload too large")
+        bolt_response = await run_in_threadpool(self.app.dispatch, to_bolt_request(req, body, addition_context_properties))
+        return to_starlette_response(bolt_response)
+
+
+def install(app: FastAPI, runtime: Runtime, settings: SlackSettings | None = None) -> bool:
+    """Add the Slack front end to the service; False (and a log line saying why) when unconfigured."""
+    settings = settings or load_slack_settings()
+    for name in ("bot", "bot.app", "bot.notifier", "bot.extension", "slack_bolt", "slack_sdk"):
+        guarded_logger(name, settings)  # filters don't inherit: each logger gets its own
+    if not settings.configured:
+        missing = [name for name, value in (("SLACK_BOT_TOKEN", settings.bot_token),
+                                            ("SLACK_SIGNING_SECRET", settings.signing_secret)) if not value]
+        log.info("Slack front end not installed: %s not set", " and ".join(missing))
+        return False
+
+    front = SlackFrontEnd(runtime, settings, app_client(settings))
+    handler = ThreadedSlackRequestHandler(front.app)
+
+    async def slack_events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    # Signed by Slack and verified by Bolt: no API token on this route.
+    app.add_api_route(EVENTS_PATH, slack_events, methods=["POST"], include_in_schema=False)
+
+    notifier = Notifier(runtime, settings, notifier_client(settings))
+
+    def start() -> None:
+        front.start()
+        notifier.start()
+
+    runtime.add_service("slack-notifier", start, notifier.stop)
+    runtime.extras["slack_notifier"] = notifier
+    runtime.extras["slack_front_end"] = front
+
+    if runtime.extras.get("socket_mode"):
+        _install_socket_mode(runtime, front, settings)
+    log.info("Slack front end installed at %s (Web API %s)", EVENTS_PATH, settings.api_url)
+    return True
+
+
+def _install_socket_mode(runtime: Runtime, front: SlackFrontEnd, settings: SlackSettings) -> None:
+    """Receive the same requests over a WebSocket (no public URL needed)."""
+    if not settings.app_token:
+        log.error("--socket-mode needs SLACK_APP_TOKEN (an xapp- token with connections:write); "
+                  "serving HTTP only")
+        return
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    socket_handler = SocketModeHandler(front.app, app_token=settings.app_token,
+                                       logger=guarded_logger("bot.slack.socket", settings))
+
+    def start() -> None:
+        try:
+            socket_handler.connect()  # returns at once; the client keeps its own threads
+        except Exception as exc:  # noqa: BLE001 - HTTP keeps working; Socket Mode retries on reconnect
+            log.error("Slack Socket Mode could not connect: %s", exc)
+
+    def stop() -> None:
+        try:
+            socket_handler.close()
+        except Exception:  # noqa: BLE001
+            log.warning("closing Socket Mode failed", exc_info=True)
+
+    runtime.add_service("slack-socket-mode", start, stop)
+    runtime.extras["slack_socket_mode"] = socket_handler

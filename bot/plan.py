@@ -1,0 +1,107 @@
+"""What a job's Slack thread should hold now, given what was already posted.
+
+Pure and level-triggered: from the job's current state and ``job.notify`` it
+lists the messages still owed, in thread order. Intermediate states the
+notifier never got to are dropped (a job that already finished gets its card and
+final reply, not a late "started"). Keys name each message once and for all, so
+a restart or a duplicate event can never make the same message owed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.domain.job import Job
+from orchestrator.domain.status import JobStatus
+
+from bot import blocks
+
+# Lower runs first: a final word beats news, news beats a refreshed card.
+FINAL, LIFECYCLE, UPDATE = 0, 1, 2
+MILESTONES = (25, 50, 75)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One message the thread still needs."""
+
+    key: str  # "card", "started", "resumed:2", "milestone:50", "final"
+    priority: int
+
+
+def posted(job: Job) -> dict[str, Any]:
+    return dict(job.notify.get("posted") or {})
+
+
+def settled(job: Job) -> set[str]:
+    """Keys that need nothing more: posted, or given up on."""
+    return set(posted(job)) | set(job.notify.get("gave_up") or {})
+
+
+def highest_milestone(keys: set[str]) -> int:
+    return max((int(k.split(":", 1)[1]) for k in keys if k.startswith("milestone:")), default=0)
+
+
+def crossed_milestone(percent: float) -> int:
+    return max((m for m in MILESTONES if percent >= m), default=0)
+
+
+def due(job: Job) -> list[Step]:
+    """Messages owed to the job's thread, in the order they must appear."""
+    done = settled(job)
+    if "card" in (job.notify.get("gave_up") or {}):
+        return []  # no card, no thread to post in
+    terminal = job.status.is_terminal()
+    steps = []
+    if "card" not in done:
+        # Everything else threads under the card, so it inherits the most urgent priority.
+        steps.append(Step("card", FINAL if terminal else LIFECYCLE))
+    if terminal:
+        if "final" not in done:
+            steps.append(Step("final", FINAL))
+        return steps
+    current = job.current_attempt
+    live = current is not None and current.started_at is not None and current.ended_at is None
+    if live and current.number == 1 and "started" not in done:
+        steps.append(Step("started", LIFECYCLE))
+    if live and current.number > 1:
+        previous = job.attempts[current.number - 2]
+        key = f"resumed:{current.number}"
+        if previous.end_reason is not None and previous.end_reason.resumes and key not in done:
+            steps.append(Step(key, LIFECYCLE))
+    if live and job.status is JobStatus.RUNNING:
+        reached = crossed_milestone(job.progress.progress_percent)
+        if reached > highest_milestone(done):
+            steps.append(Step(f"milestone:{reached}", LIFECYCLE))
+    return steps
+
+
+def render(job: Job, key: str, best_map: float | None = None, default_gpu: str = "nvidia-l4") -> blocks.Message:
+    """The message for ``key`` as of the job's current state (the latest state wins)."""
+    if key == "card":
+        return blocks.card(job, default_gpu)
+    if key == "final":
+        return blocks.final(job)
+    if key == "started":
+        return blocks.started(job)
+    if key.startswith("resumed:"):
+        return blocks.resumed(job, int(key.split(":", 1)[1]))
+    if key.startswith("milestone:"):
+        return blocks.milestone(job, int(key.split(":", 1)[1]), best_map)
+    raise ValueError(f"unknown message key {key!r}")
+
+
+def card_hash(job: Job, default_gpu: str) -> str:
+    """Fingerprint of the card as it would render now; equal hashes need no chat.update."""
+    message = blocks.card(job, default_gpu)
+    raw = json.dumps([message.text, message.blocks], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def finished_with(job: Job, pushed_hash: str | None, default_gpu: str) -> bool:
+    """Nothing more will ever be needed for this job (until something changes it)."""
+    return (job.status.is_terminal() and not due(job)
+            and (pushed_hash or job.notify.get("card_done")) == card_hash(job, default_gpu))

@@ -1,0 +1,366 @@
+"""The notifier against the fake Slack: threads, exactly-once replies, pacing and faults.
+
+Jobs move through their lifecycle with the real transitions on a real SQLite
+store (jobflow), so the notifier sees the change feed as in production, minus
+the training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bot import plan
+from bot.clients import notifier_client
+from bot.config import SlackSettings
+from bot.notifier import METADATA_TYPE, Notifier
+from orchestrator.config import load_settings
+from orchestrator.domain.job import EndReason
+from orchestrator.domain.status import JobStatus
+from orchestrator.domain.transitions import set_notify
+from orchestrator.server import create_runtime
+from tests.fakes.fake_slack import FakeSlack
+
+import jobflow
+from slack_env import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM
+
+
+class Rig:
+    """A store, a fake Slack and a notifier between them (restartable)."""
+
+    def __init__(self, tmp_path, fake: FakeSlack, **settings):
+        self.fake = fake
+        self.runtime = create_runtime(load_settings(LAXAI_HOME=tmp_path / "home"), dispatch=False)
+        self.store = self.runtime.backend.store
+        self.settings = SlackSettings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                                      SLACK_API_URL=fake.url, **{"SLACK_POST_INTERVAL": 1.05,
+                                                                 "SLACK_CARD_MIN_INTERVAL": 0.3, **settings})
+        self.notifier: Notifier | None = None
+
+    def start(self, owner: str = "test-host") -> Notifier:
+        self.notifier = Notifier(self.runtime, self.settings, notifier_client(self.settings), owner=owner)
+        self.notifier.start()
+        return self.notifier
+
+    def stop(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop()
+            self.notifier = None
+
+    def restart(self, owner: str = "test-host") -> Notifier:
+        self.stop()
+        return self.start(owner)
+
+    def job(self, **kwargs):
+        job = jobflow.make_job(**kwargs)
+        created, _ = self.store.create(job)
+        return created
+
+    def get(self, job):
+        return self.store.get(job.task_id)
+
+    def posts(self, job, key=None):
+        return self.fake.by_metadata(job.task_id, key)
+
+    def wait_posted(self, job, key, timeout=20.0):
+        return self.fake.wait_for(lambda: self.posts(job, key), timeout=timeout, what=f"{key} of {job.task_id[:8]}")
+
+    def wait_recorded(self, job, key, timeout=20.0):
+        return self.fake.wait_for(lambda: (self.get(job).notify.get("posted") or {}).get(key), timeout=timeout,
+                                  what=f"{key} recorded")
+
+    def idle(self, timeout=30.0):
+        time.sleep(0.4)  # let the change feed (polled every 0.1 s) deliver the last writes
+        assert self.notifier.wait_idle(timeout), "the notifier did not settle"
+
+
+@pytest.fixture
+def rig(tmp_path, fake_slack):
+    rig = Rig(tmp_path, fake_slack)
+    yield rig
+    rig.stop()
+    rig.runtime.backend.close()
+
+
+def keys_posted(rig, job):
+    return sorted((m.get("metadata") or {})["event_payload"]["key"] for m in rig.posts(job))
+
+
+def assert_once_each(rig, job):
+    keys = keys_posted(rig, job)
+    assert len(keys) == len(set(keys)), f"posted twice: {keys}"
+
+
+def test_a_job_gets_its_card_and_thread_in_order(rig):
+    rig.start()
+    job = rig.job(epochs=4, custom_name="lifecycle")
+    card = rig.wait_posted(job, "card")[0]
+    assert card["thread_ts"] is None and card["channel"] == CHANNEL
+    assert card["metadata"] == {"event_type": METADATA_TYPE, "event_payload": {"task_id": job.task_id, "key": "card"}}
+    rig.wait_recorded(job, "card")
+    assert rig.get(job).notify["card_ts"] == card["ts"] and rig.get(job).notify["thread_ts"] == card["ts"]
+
+    job = jobflow.start(rig.get(job), rig.store)
+    rig.wait_posted(job, "started")
+    for epoch, percent in ((1, 25), (2, 50), (3, 75)):
+        job = jobflow.progress(rig.get(job), rig.store, epoch=epoch, metrics={"mAP50-95": 0.1 * epoch})
+        rig.wait_posted(job, f"milestone:{percent}")
+    jobflow.complete(rig.get(job), rig.store)
+    rig.wait_posted(job, "final")
+    rig.idle()
+
+    thread = rig.fake.thread(CHANNEL, card["ts"])
+    assert [m["metadata"]["event_payload"]["key"] for m in thread] == [
+        "card", "started", "milestone:25", "milestone:50", "milestone:75", "final"]
+    assert all(m["thread_ts"] == card["ts"] for m in thread[1:])
+    assert "best mAP50-95 so far 0.300" in thread[4]["text"] or "0.300" in json.dumps(thread[4]["blocks"])
+    final_card = rig.fake.message(CHANNEL, card["ts"])
+    assert ":white_check_mark: *Completed*" in json.dumps(final_card["blocks"])
+    assert final_card["edits"] >= 1
+    assert rig.get(job).notify.get("card_done")
+    assert_once_each(rig, job)
+    # Every message went out within Slack's pace for one channel.
+    posts = [c.mono for c in rig.fake.calls_to("chat.postMessage", ok=True)]
+    assert all(b - a >= 1.0 for a, b in zip(posts, posts[1:]))
+
+
+def test_a_finished_job_gets_card_and_final_only(rig):
+    job = rig.job()
+    jobflow.complete(jobflow.progress(jobflow.start(job, rig.store), rig.store, epoch=2), rig.store)
+    rig.start()  # it all happened while the notifier was away
+    rig.wait_posted(job, "final")
+    rig.idle()
+    assert keys_posted(rig, job) == ["card", "final"]
+
+
+def test_interrupted_then_resumed_is_told_once(rig):
+    rig.start()
+    job = rig.job(epochs=10)
+    job = jobflow.progress(jobflow.start(job, rig.store), rig.store, epoch=3, percent=30)
+    rig.wait_posted(job, "milestone:25")
+    job = jobflow.interrupt(rig.get(job), rig.store, lost_seconds=42)
+    rig.idle()
+    assert "waiting to resume" in json.dumps(rig.fake.message(CHANNEL, rig.posts(job, "card")[0]["ts"])["blocks"])
+    jobflow.start(rig.get(job), rig.store, start_epoch=3)
+    (resumed,) = rig.wait_posted(job, "resumed:2")
+    assert "Interrupted* at epoch 3/10" in resumed["text"] + json.dumps(resumed["blocks"])
+    assert "lost 42s" in json.dumps(resumed["blocks"])
+    rig.idle()
+    assert_once_each(rig, job)
+
+
+def test_restarts_and_repeated_events_post_nothing_twice(rig):
+    rig.start()
+    job = rig.job(epochs=4)
+    job = jobflow.progress(jobflow.start(job, rig.store), rig.store, epoch=1)
+    rig.wait_posted(job, "milestone:25")
+    rig.idle()
+    before = len(rig.fake.calls_to("chat.postMessage"))
+
+    notifier = rig.restart(owner="another-host")  # a new process, even on another machine
+    for _ in range(3):
+        notifier.reconcile(rig.get(job))  # duplicate deliveries of the same state
+        notifier.reconcile(job.task_id)
+    rig.idle()
+    time.sleep(0.5)
+    assert len(rig.fake.calls_to("chat.postMessage")) == before
+
+    jobflow.progress(rig.get(job), rig.store, epoch=2)  # news after the restart is still posted
+    rig.wait_posted(job, "milestone:50")
+    rig.stop()
+    jobflow.complete(rig.get(job), rig.store)
+    rig.start()
+    rig.wait_posted(job, "final")
+    rig.idle()
+    rig.restart()
+    rig.idle()
+    time.sleep(0.5)
+    assert keys_posted(rig, job) == ["card", "final", "milestone:25", "milestone:50", "started"]
+    assert_once_each(rig, job)
+
+
+def test_a_crash_between_post_and_record_is_repaired_from_message_metadata(rig):
+    """The previous process posted 'started' and died before recording it: the intent is
+    stored, the message is in Slack, the record says nothing. No second 'started'."""
+    from slack_sdk import WebClient
+
+    job = jobflow.start(rig.job(epochs=4), rig.store)
+    slack = WebClient(token=BOT_TOKEN, base_url=rig.fake.url)
+    card_ts = slack.chat_postMessage(channel=CHANNEL, text="card", metadata={
+        "event_type": METADATA_TYPE, "event_payload": {"task_id": job.task_id, "key": "card"}})["ts"]
+    started_ts = slack.chat_postMessage(channel=CHANNEL, text="started", thread_ts=card_ts, metadata={
+        "event_type": METADATA_TYPE, "event_payload": {"task_id": job.task_id, "key": "started"}})["ts"]
+    rig.store.update(job.task_id, lambda j: set_notify(j, {
+        "card_ts": card_ts, "card_channel": CHANNEL, "thread_ts": card_ts, "posted": {"card": card_ts},
+        "pending": {"started": {"owner": "dead-host", "at": time.time() - 600}}}), kind="notify")
+    rig.fake.calls.clear()
+
+    rig.start()
+    rig.wait_recorded(job, "started")
+    rig.idle()
+    assert rig.get(job).notify["posted"]["started"] == started_ts
+    assert rig.fake.calls_to("chat.postMessage") == []
+    assert rig.fake.calls_to("conversations.replies")  # it looked before posting
+
+
+def test_a_fresh_intent_of_another_live_notifier_is_respected(rig):
+    job = jobflow.start(rig.job(epochs=4), rig.store)
+    rig.store.update(job.task_id, lambda j: set_notify(j, {
+        "pending": {"card": {"owner": "busy-host", "at": time.time()}}}), kind="notify")
+    rig.start()
+    time.sleep(2.0)
+    assert rig.posts(job) == []  # the other one is posting it right now
+
+
+def test_server_errors_are_retried_and_the_reply_lands_once(rig):
+    rig.start()
+    job = jobflow.start(rig.job(), rig.store)
+    rig.wait_posted(job, "started")
+    rig.idle()
+    rig.fake.fail(500, methods="chat.postMessage", times=2)
+    done = jobflow.complete(rig.get(job), rig.store)
+    rig.wait_posted(job, "final", timeout=30)
+    rig.idle()
+    assert len(rig.posts(job, "final")) == 1
+    assert rig.fake.calls_to("conversations.replies")  # a 500 may have posted: it checked first
+    assert rig.get(job).status is JobStatus.COMPLETED and done.status is JobStatus.COMPLETED
+
+
+def test_a_post_that_timed_out_but_landed_is_not_posted_again(tmp_path, fake_slack):
+    rig = Rig(tmp_path, fake_slack, SLACK_HTTP_TIMEOUT=0.5)
+    try:
+        rig.start()
+        job = jobflow.start(rig.job(), rig.store)
+        rig.wait_posted(job, "started")
+        rig.idle()
+        rig.fake.fail(200, methods="chat.postMessage", times=1, delay=1.5)  # it posts, then answers too late
+        jobflow.complete(rig.get(job), rig.store)
+        rig.wait_recorded(job, "final", timeout=30)
+        rig.idle()
+        assert len(rig.posts(job, "final")) == 1
+    finally:
+        rig.stop()
+        rig.runtime.backend.close()
+
+
+def test_429_retry_after_is_honoured(rig):
+    rig.start()
+    job = jobflow.start(rig.job(), rig.store)
+    rig.wait_posted(job, "started")
+    rig.idle()
+    rig.fake.fail(429, methods="chat.postMessage", times=1, retry_after=3)
+    jobflow.complete(rig.get(job), rig.store)
+    rig.wait_posted(job, "final", timeout=30)
+    limited = [c for c in rig.fake.calls_to("chat.postMessage") if c.status == 429]
+    delivered = rig.fake.calls_to("chat.postMessage", ok=True)[-1]
+    assert len(limited) == 1 and delivered.mono - limited[0].mono >= 3.0
+    assert len(rig.posts(job, "final")) == 1
+
+
+def test_slack_refusing_the_blocks_falls_back_to_text(rig):
+    rig.start()
+    job = rig.job()
+    rig.fake.fail(200, methods="chat.postMessage", times=1, error="invalid_blocks")
+    (card,) = rig.wait_posted(job, "card")
+    assert card["blocks"] is None and card["text"]
+
+
+def test_a_final_reply_is_given_up_after_the_bound_and_the_job_is_untouched(tmp_path, fake_slack, caplog):
+    rig = Rig(tmp_path, fake_slack, SLACK_FINAL_GIVE_UP=3)
+    try:
+        rig.start()
+        job = jobflow.start(rig.job(), rig.store)
+        rig.wait_posted(job, "started")
+        rig.idle()
+        rig.fake.fail(500, methods="chat.postMessage", seconds=60)
+        jobflow.complete(rig.get(job), rig.store)
+        rig.fake.wait_for(lambda: (rig.get(job).notify.get("gave_up") or {}).get("final"), timeout=40,
+                          what="giving up")
+        assert "giving up on final" in caplog.text
+        assert rig.get(job).status is JobStatus.COMPLETED
+        rig.fake.heal()
+        rig.restart()
+        rig.idle()
+        assert rig.posts(job, "final") == []  # given up stays given up across restarts
+    finally:
+        rig.stop()
+        rig.runtime.backend.close()
+
+
+def test_twenty_jobs_in_one_channel_are_paced_and_every_final_lands_once(tmp_path):
+    # Slack's pace scaled up 4x so the test is quick: the fake allows 4 posts/s per channel
+    # (no burst) and 50 edits a minute; the notifier is set just under both.
+    with FakeSlack(token=BOT_TOKEN, team_id=TEAM, post_rate=4.0, post_burst=1, update_per_minute=50,
+                   update_burst=5) as fake:
+        rig = Rig(tmp_path, fake, SLACK_POST_INTERVAL=0.27, SLACK_UPDATES_PER_MINUTE=45)
+        try:
+            rig.start()
+            jobs = [rig.job(epochs=2, custom_name=f"job {i}") for i in range(20)]
+            for job in jobs:
+                jobflow.start(rig.get(job), rig.store)
+            for job in jobs:
+                jobflow.progress(rig.get(job), rig.store, epoch=1)
+            for job in jobs:
+                jobflow.complete(rig.get(job), rig.store)
+            fake.wait_for(lambda: all(rig.posts(j, "final") for j in jobs), timeout=120, what="20 final replies")
+            rig.idle(60)
+            for job in jobs:
+                assert_once_each(rig, job)
+            posts = fake.calls_to("chat.postMessage")
+            assert not [c for c in posts if c.status == 429], "the pacer should keep under the channel limit"
+            ok = [c.mono for c in posts if c.ok]
+            assert all(b - a >= 0.25 for a, b in zip(ok, ok[1:]))
+            updates = fake.calls_to("chat.update")
+            span = max(1.0, updates[-1].mono - updates[0].mono) if updates else 1.0
+            assert len([c for c in updates if c.ok]) <= 5 + 50 * span / 60 + 1
+            # Every card shows its final state in the end.
+            for job in jobs:
+                card = fake.message(CHANNEL, rig.get(job).notify["card_ts"])
+                assert "Completed" in json.dumps(card["blocks"]), card["text"]
+        finally:
+            rig.stop()
+            rig.runtime.backend.close()
+
+
+def test_final_replies_go_before_news_and_news_before_card_edits(rig):
+    """The scheduler's order when everything is due at once."""
+    notifier = rig.start()
+    rig.stop()  # keep its state, stop its thread: _pick is asked directly below
+    edit = jobflow.progress(jobflow.start(rig.job(custom_name="edit"), rig.store), rig.store, epoch=1)
+    news = jobflow.progress(jobflow.start(rig.job(custom_name="news"), rig.store), rig.store, epoch=1)
+    final = jobflow.complete(jobflow.start(rig.job(custom_name="final"), rig.store), rig.store)
+    posted = {"card": "1.000001", "started": "1.000002", "milestone:25": "1.000003"}
+    for job in (edit, news, final):
+        rig.store.update(job.task_id, lambda j: set_notify(j, {"card_ts": "1.000001", "card_channel": CHANNEL,
+                                                                "posted": posted}), kind="notify")
+    rig.store.update(news.task_id, lambda j: set_notify(j, {"posted": {"card": "1", "started": "2"}}), kind="notify")
+    for job in (edit, news, final):
+        notifier._observe(rig.get(job))
+    order = []
+    for _ in range(3):
+        with notifier._cond:
+            track, work, _wait = notifier._pick()
+        order.append((track.job.spec.custom_name, work.kind, work.key))
+        notifier._tracks.pop(track.job.task_id)
+    assert order == [("final", "post", "final"), ("news", "post", "milestone:25"), ("edit", "update", "card")]
+
+
+def test_the_scan_skips_jobs_that_need_nothing(rig):
+    job = jobflow.complete(jobflow.start(rig.job(), rig.store), rig.store)
+    rig.start()
+    rig.wait_posted(job, "final")
+    rig.idle()
+    rig.restart()
+    assert rig.notifier._tracks == {}  # finished, posted, final card stored: not even looked at
+    assert plan.finished_with(rig.get(job), None, "nvidia-l4")
+
+
+def test_launch_failures_resume_quietly_until_the_next_attempt_starts(rig):
+    rig.start()
+    job = jobflow.start(rig.job(epochs=4), rig.store)
+    rig.wait_posted(job, "started")
+    job = jobflow.interrupt(rig.get(job), rig.store, reason=EndReason.LAUNCH_FAILED, lost_seconds=0)
+    rig.idle()
+    assert keys_posted(rig, job) == ["card", "started"]
