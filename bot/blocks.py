@@ -393,7 +393,9 @@ def completed(job: Job) -> Message:
         lines.append(f"\u2022 Checkpoint: `{escape(clip(checkpoint, 500))}`")
     if art.wandb_url:
         lines.append(f"\u2022 W&B: <{art.wandb_url}|{escape(art.wandb_run or 'run')}>")
-    lines.append(f"\u2022 Wall time {duration(wall)} \u00b7 GPU time {duration(job.cost.billed_seconds)} "
+    # "GPU time" only when it ran on one; a laptop CPU run is billed compute time.
+    compute = "CPU time" if job.cost.gpu_type == "cpu" else "GPU time"
+    lines.append(f"\u2022 Wall time {duration(wall)} \u00b7 {compute} {duration(job.cost.billed_seconds)} "
                  f"\u00b7 Cost {cost_text(job, final=True)}")
     return reply("\n".join(lines))
 

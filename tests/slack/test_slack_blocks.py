@@ -130,7 +130,7 @@ def test_completed_reply_has_metrics_model_link_times_and_cost_with_gpu_estimate
     assert_valid(reply)
     text = all_text(reply)
     for expected in ("Completed", "mAP50-95 0.310", "mAP50 0.520", "`T0LAXAI-yolo11n` v3", "`/a/best.pt`",
-                     "<https://wandb.ai/r|r>", "Wall time", "GPU time", "on cpu", "on nvidia-l4"):
+                     "<https://wandb.ai/r|r>", "Wall time", "CPU time", "on cpu", "on nvidia-l4"):
         assert expected in text, expected
 
 
