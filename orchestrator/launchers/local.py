@@ -18,6 +18,9 @@ from orchestrator.domain.job import Job
 from orchestrator.launchers.base import Launcher, LaunchError
 
 
+WITHHELD_FROM_WORKERS = frozenset({"LAXAI_API_TOKENS", "LAXAI_TOKEN"})
+
+
 def log_path(home: Path, task_id: str) -> Path:
     return home / "logs" / f"{task_id}.log"
 
@@ -40,7 +43,9 @@ class LocalProcessLauncher(Launcher):
     def launch(self, job: Job, attempt: int) -> str:
         path = log_path(self.home, job.task_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ if self.env is None else self.env)
+        # Workers get no front-end secrets: they never talk to Slack or check API tokens.
+        env = {k: v for k, v in (os.environ if self.env is None else self.env).items()
+               if not k.startswith("SLACK_") and k not in WITHHELD_FROM_WORKERS}
         env["LAXAI_HOME"] = str(self.home)
         env.setdefault("PYTHONUNBUFFERED", "1")
         command = [self.python, "-m", "worker", "--task-id", job.task_id, "--attempt", str(attempt)]

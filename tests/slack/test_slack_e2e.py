@@ -110,10 +110,14 @@ def start_serve(tmp: Path, fake: FakeSlack, name: str, **extra: str) -> ServePro
 
 
 def assert_no_secrets(serve: ServeProcess) -> None:
+    """Neither the service's output nor any worker log holds the bot token, signing secret or API token."""
     output = serve.output()
     assert output, "no server output captured"
-    for secret in (BOT_TOKEN, SIGNING_SECRET):
-        assert secret not in output
+    worker_logs = sorted((serve.home / "logs").glob("*.log"))
+    assert worker_logs, "no worker logs captured"
+    texts = [output] + [path.read_text(errors="replace") for path in worker_logs]
+    for secret in (BOT_TOKEN, SIGNING_SECRET, API_TOKEN):
+        assert all(secret not in text for text in texts), "a secret reached a log"
 
 
 @pytest.fixture(scope="module")
