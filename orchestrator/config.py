@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     WORKER_JOB_NAME: str = "laxai-training-worker"
     ARTIFACT_BUCKET: str | None = None
     LAXAI_LAUNCHER: Literal["auto", "local", "cloudrun"] = "auto"
-    PUSH_AUDIENCE: str | None = None  # OIDC audience of Pub/Sub pushes to /pubsub/push
+    PUSH_AUDIENCE: str | None = None  # OIDC audience(s), comma-separated, of Pub/Sub pushes to /pubsub/push
     PUSH_SERVICE_ACCOUNT: str | None = None  # the account Pub/Sub, Eventarc and Cloud Scheduler sign as
 
     # --- push delivery: Pub/Sub push, Eventarc, Cloud Scheduler (orchestrator/api/push.py, eventarc.py) ---

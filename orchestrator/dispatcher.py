@@ -14,6 +14,12 @@ dispatch at once:
 Queue messages only wake the dispatcher; the store is the truth, so a job over the
 cap stays queued and is started when a slot frees, whatever the queue's retry
 policy does.
+
+Passes in one process run one at a time (the background loop, Pub/Sub pushes and
+Cloud Scheduler ticks may ask at once), so the capacity count of a pass is never
+stale against another pass of the same process. The background loop either pulls
+the queue (``pull=True``: wake-ups come from ``pull``) or only ticks every
+DISPATCH_INTERVAL (push mode: wake-ups arrive at ``/pubsub/push``).
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ LOCK_NAME = "dispatcher"
 class Dispatcher:
     """Moves jobs from queued to running, and back when their worker is lost."""
 
-    def __init__(self, backend: Backend, clock: Callable[[], datetime] = utcnow, owner: str | None = None):
+    def __init__(self, backend: Backend, clock: Callable[[], datetime] = utcnow, owner: str | None = None,
+                 pull: bool = True):
         self.backend = backend
+        self.pull = pull
         self.settings = backend.settings
         self.store = backend.store
         self.clock = clock
@@ -48,16 +56,28 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_ttl = max(10.0, 5 * self.settings.DISPATCH_INTERVAL)
+        self._pass = threading.Lock()  # one pass at a time in this process
 
     # -- one pass -------------------------------------------------------------
 
     def tick(self) -> list[Job]:
         """Recover lost jobs, then start what fits. Returns the jobs launched."""
-        now = self.clock()
-        if not self.store.try_lock(LOCK_NAME, self.owner, self._lock_ttl, now):
-            return []
-        self.recover(now)
-        return self.dispatch(now)
+        return self.try_tick() or []
+
+    def try_tick(self, wait: float = -1) -> list[Job] | None:
+        """One pass, or None when it could not run: another pass of this process held on
+        longer than ``wait`` seconds (-1: wait as long as it takes), or another instance
+        holds the dispatcher lock."""
+        if not self._pass.acquire(timeout=wait):
+            return None
+        try:
+            now = self.clock()
+            if not self.store.try_lock(LOCK_NAME, self.owner, self._lock_ttl, now):
+                return None
+            self.recover(now)
+            return self.dispatch(now)
+        finally:
+            self._pass.release()
 
     def _rates(self, job: Job):
         device = (job.current_attempt.device or "") if job.current_attempt else ""
@@ -163,7 +183,10 @@ class Dispatcher:
     # -- background loop ------------------------------------------------------
 
     def run(self) -> None:
-        """Pull wake-ups from the queue and tick until stopped."""
+        """Tick until stopped: after each pull of wake-ups, or every DISPATCH_INTERVAL in push mode."""
+        if not self.pull:
+            self._run_timed()
+            return
         queue = self.backend.queue
         while not self._stop.is_set():
             try:
@@ -184,9 +207,21 @@ class Dispatcher:
                     queue.ack(message.ack_id)
                 except Exception:  # noqa: BLE001 - a redelivery is harmless
                     log.debug("ack failed for %s", message.ack_id, exc_info=True)
-            reap = getattr(self.backend.launcher, "reap", None)
-            if reap:
-                reap()
+            self._reap()
+
+    def _run_timed(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - keep dispatching after a transient store error
+                log.exception("dispatch pass failed")
+            self._reap()
+            self._stop.wait(self.settings.DISPATCH_INTERVAL)
+
+    def _reap(self) -> None:
+        reap = getattr(self.backend.launcher, "reap", None)
+        if reap:
+            reap()
 
     def start(self) -> None:
         self._stop.clear()

@@ -1,4 +1,11 @@
-"""Compose a running service: backend, job service, dispatcher, REST app and extensions."""
+"""Compose a running service: backend, job service, dispatcher, REST app and extensions.
+
+``LAXAI_DISPATCH`` picks how the dispatcher hears of new work: ``pull`` (its loop
+pulls the queue) or ``push`` (Pub/Sub pushes to ``/pubsub/push``, which runs a
+pass; the loop still ticks every DISPATCH_INTERVAL for lease sweeps and freed
+capacity). ``LAXAI_CHANGE_FEED`` picks where change listeners' events come from
+(see ``orchestrator.runtime``).
+"""
 
 from __future__ import annotations
 
@@ -18,10 +25,27 @@ def create_runtime(settings: Settings, launcher: Launcher | None = None, dispatc
     """A Runtime with the dispatcher loop registered as a background service."""
     backend = open_backend(settings, launcher)
     runtime = Runtime(settings=settings, backend=backend, service=JobService(backend))
-    # Services stop in reverse order, so the backend, registered first, closes last.
+    # Services stop in reverse order, so the backend, registered first, closes last,
+    # just after the change feed that reads it.
     runtime.add_service("backend", lambda: None, backend.close)
+    runtime.add_service("change-feed", lambda: None, runtime.close_feed)
     if dispatch:
-        dispatcher = Dispatcher(backend)
+        dispatcher = Dispatcher(backend, pull=settings.LAXAI_DISPATCH == "pull")
         runtime.extras["dispatcher"] = dispatcher
         runtime.add_service("dispatcher", dispatcher.start, dispatcher.stop)
+    log.info("dispatch: %s; change feed: %s", settings.LAXAI_DISPATCH if dispatch else "off",
+             settings.LAXAI_CHANGE_FEED)
+    _warn_unreachable(settings)
     return runtime
+
+
+def _warn_unreachable(settings: Settings) -> None:
+    """Say at start-up when push mode is on but its endpoint will refuse every call."""
+    if settings.LAXAI_PUSH_AUTH == "none":
+        return
+    for mode, audience, endpoint in (("LAXAI_DISPATCH=push", "PUSH_AUDIENCE", "/pubsub/push"),
+                                     ("LAXAI_CHANGE_FEED=eventarc", "EVENTARC_AUDIENCE", "/eventarc/firestore")):
+        name, _, value = mode.partition("=")
+        if getattr(settings, name) == value and not (getattr(settings, audience) and settings.PUSH_SERVICE_ACCOUNT):
+            log.warning("%s, but %s or PUSH_SERVICE_ACCOUNT is unset: %s will refuse every call "
+                        "(LAXAI_PUSH_AUTH=none accepts unsigned calls on local runs)", mode, audience, endpoint)

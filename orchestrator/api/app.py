@@ -1,4 +1,4 @@
-"""The FastAPI application: REST routes, error handling, extensions and background services."""
+"""The FastAPI application: REST routes, push endpoints, error handling, extensions and background services."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from orchestrator.api import eventarc, push
 from orchestrator.api.errors import BodyLimit, install_error_handlers
+from orchestrator.api.oidc import OidcGate
 from orchestrator.api.routes import router
 from orchestrator.runtime import Runtime, install_extensions
 
@@ -30,6 +32,11 @@ def create_app(runtime: Runtime, extensions: set[str] | None = None, with_extens
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(router)
+    # Machine callers (Pub/Sub push, Cloud Scheduler, Eventarc), OIDC-checked; not in the OpenAPI spec.
+    # runtime.extras["oidc_certs"] may hold a CertCache to verify against (tests).
+    app.state.oidc = OidcGate(runtime.settings, runtime.extras.get("oidc_certs"))
+    app.include_router(push.router)
+    app.include_router(eventarc.router)
     if with_extensions:
         runtime.extras["extensions"] = install_extensions(app, runtime, extensions)
     app.add_middleware(BodyLimit, limit=runtime.settings.MAX_BODY_BYTES)

@@ -6,6 +6,12 @@ with overrides: container env ``TASK_ID`` and ``ATTEMPT`` (the worker reads them
 the execution's name from the long-running operation's metadata at once; it never
 waits for the operation, which lasts as long as the training run (hours).
 ``stop`` calls ``Executions.CancelExecution`` and does not wait either.
+``exited`` reads the execution (``Executions.GetExecution``): finished ones give
+an exit code (0 succeeded, 1 failed, ``EXIT_CANCELLED`` cancelled), running ones
+None. The dispatcher asks about every active job on every pass, so a running
+execution is re-read at most every ``poll_interval`` seconds (API read quota),
+and an API error or a missing execution reads as "still running": the lease
+expiry then decides, as it would without this answer.
 
 The job itself (image, GPU, service account, env such as ``LAXAI_BACKEND=gcp``)
 is defined once by deployment; only the per-attempt values are overridden here.
@@ -16,6 +22,7 @@ in-process fake in ``tests/fakes/fake_cloud_run.py``) or a ``transport`` name.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -31,17 +38,24 @@ log = logging.getLogger(__name__)
 RPC_TIMEOUT = 60.0
 # If the first answer carries no execution name yet, re-read the operation this long.
 METADATA_WAIT = 10.0
+POLL_INTERVAL = 10.0  # seconds between reads of one running execution
+EXIT_CANCELLED = -15  # what Popen reports for a process stopped by SIGTERM
+KEPT = 1000  # executions remembered (last read, final exit codes), oldest forgotten first
 
 
 class CloudRunJobLauncher(Launcher):
     """Starts and cancels executions of one Cloud Run job."""
 
     def __init__(self, jobs: Any, executions: Any, project: str, region: str, job_name: str,
-                 task_timeout: float = 0.0):
+                 task_timeout: float = 0.0, poll_interval: float = POLL_INTERVAL):
         self.jobs = jobs
         self.executions = executions
         self.job_path = f"projects/{project}/locations/{region}/jobs/{job_name}"
         self.task_timeout = task_timeout
+        self.poll_interval = poll_interval
+        self._read_at: dict[str, float] = {}  # running executions: when last read
+        self._exits: dict[str, int] = {}  # finished executions: their exit code
+        self._guard = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any, transport: str | None = None, channel: Any = None) -> CloudRunJobLauncher:
@@ -107,9 +121,52 @@ class CloudRunJobLauncher(Launcher):
         except gexc.GoogleAPICallError as exc:
             raise LaunchError(f"could not cancel {execution}: {exc}") from exc
 
+    def exited(self, execution: str) -> int | None:
+        if not execution.startswith("projects/"):
+            return None
+        now = time.monotonic()
+        with self._guard:
+            if execution in self._exits:
+                return self._exits[execution]
+            if now - self._read_at.get(execution, float("-inf")) < self.poll_interval:
+                return None
+            _remember(self._read_at, execution, now)
+        try:
+            found = self.executions.get_execution(request=run_v2.GetExecutionRequest(name=execution),
+                                                  timeout=RPC_TIMEOUT)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            log.warning("could not read execution %s: %s", execution, exc)
+            return None
+        code = exit_code(found)
+        if code is not None:
+            with self._guard:
+                self._read_at.pop(execution, None)
+                _remember(self._exits, execution, code)
+        return code
+
     def close(self) -> None:
         for client in (self.jobs, self.executions):
             try:
                 client.transport.close()
             except Exception:  # noqa: BLE001 - closing a shared channel twice
                 log.debug("closing a Cloud Run client failed", exc_info=True)
+
+
+def exit_code(execution: run_v2.Execution) -> int | None:
+    """None while the execution runs; else 0 (succeeded), EXIT_CANCELLED or 1 (failed)."""
+    tasks = execution.task_count or 1
+    ended = execution.succeeded_count + execution.failed_count + execution.cancelled_count
+    if not run_v2.Execution.pb(execution).HasField("completion_time") and ended < tasks:
+        return None
+    if execution.cancelled_count:
+        return EXIT_CANCELLED
+    if execution.failed_count or execution.succeeded_count < tasks:
+        return 1
+    return 0
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > KEPT:
+        cache.pop(next(iter(cache)))

@@ -64,6 +64,7 @@ ACTIVE = [JobStatus.RUNNING.value, JobStatus.CANCELLING.value]
 # Whole-transaction retries on contention (each also retries its commit itself).
 TRANSACTION_ATTEMPTS = 25
 WATCH_READY_TIMEOUT = 30.0
+JOB_FIELD, KIND_FIELD = "job", "last_change"  # the full record, and what its newest change was
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,500}$")
 
 
@@ -147,13 +148,19 @@ class FirestoreJobStore(JobStore):
             "channel": job.origin.channel,
             "idempotency_key": job.idempotency_key,
             "version": job.version,
-            "last_change": kind,
-            "job": job.model_dump(mode="json"),
+            KIND_FIELD: kind,
+            JOB_FIELD: job.model_dump(mode="json"),
         }
 
     @staticmethod
     def _decode(snapshot: Any) -> Job:
-        return Job.model_validate(snapshot.get("job"))
+        return Job.model_validate(snapshot.get(JOB_FIELD))
+
+    @staticmethod
+    def decode_fields(fields: dict[str, Any]) -> tuple[Job, str]:
+        """(job, kind of its last change) from a job document's fields as plain values
+        (e.g. decoded from an Eventarc event's document)."""
+        return Job.model_validate(fields[JOB_FIELD]), str(fields.get(KIND_FIELD) or "update")
 
     def _key_ref(self, tenant_id: str, key: str) -> Any:
         return self._keys.document(doc_id(tenant_id, key, "idempotency"))
@@ -323,7 +330,7 @@ class FirestoreWatch(Watch):
                     snapshot = change.document
                     try:
                         job = FirestoreJobStore._decode(snapshot)
-                        kind = snapshot.get("last_change") or "update"
+                        kind = snapshot.get(KIND_FIELD) or "update"
                     except Exception:  # noqa: BLE001 - a bad record must not stop the feed
                         log.exception("firestore watch: unreadable document %s", snapshot.id)
                         continue

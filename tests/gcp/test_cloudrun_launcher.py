@@ -9,7 +9,7 @@ from orchestrator.config import Settings
 from orchestrator.domain.job import Job
 from orchestrator.domain.spec import JobSpec
 from orchestrator.launchers.base import LaunchError
-from orchestrator.launchers.cloudrun import CloudRunJobLauncher
+from orchestrator.launchers.cloudrun import EXIT_CANCELLED, CloudRunJobLauncher
 from tests.fakes.fake_cloud_run import FakeCloudRun
 
 JOB_PATH = "projects/proj-1/locations/europe-west4/jobs/laxai-training-worker"
@@ -85,4 +85,48 @@ def test_refused_launch_raises_launch_error(fake):
     fake.fail_with = grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(LaunchError, match="PERMISSION_DENIED|Permission"):
         launcher.launch(job(), 1)
+    launcher.close()
+
+
+def test_exited_reads_the_execution_state(fake):
+    launcher = make_launcher(fake)
+    launcher.poll_interval = 0
+    running, ok, failed, cancelled = (launcher.launch(job(), 1) for _ in range(4))
+    fake.finish(ok, "succeeded")
+    fake.finish(failed, "failed")
+    launcher.stop(cancelled)  # CancelExecution cancels it on the fake, as on Cloud Run
+    assert launcher.exited(running) is None
+    assert launcher.exited(ok) == 0
+    assert launcher.exited(failed) == 1
+    assert launcher.exited(cancelled) == EXIT_CANCELLED
+    assert [r.name for r in fake.get_requests] == [running, ok, failed, cancelled]
+    launcher.close()
+
+
+def test_exited_rereads_a_running_execution_at_most_every_poll_interval(fake):
+    launcher = make_launcher(fake)
+    launcher.poll_interval = 3600
+    execution = launcher.launch(job(), 1)
+    assert launcher.exited(execution) is None
+    fake.finish(execution, "succeeded")
+    assert launcher.exited(execution) is None  # not re-read yet: the answer is at most poll_interval old
+    assert len(fake.get_requests) == 1
+    launcher.poll_interval = 0
+    assert launcher.exited(execution) == 0
+    assert launcher.exited(execution) == 0  # a final answer is kept, not read again
+    assert len(fake.get_requests) == 2
+    launcher.close()
+
+
+def test_exited_reads_unknown_or_unreadable_executions_as_running(fake):
+    launcher = make_launcher(fake)
+    launcher.poll_interval = 0
+    execution = launcher.launch(job(), 1)
+    assert launcher.exited(f"{JOB_PATH}/executions/gone") is None  # NOT_FOUND: the lease decides
+    assert launcher.exited("local:1234") is None  # not a Cloud Run handle: never sent
+    fake.fail_with = grpc.StatusCode.UNAVAILABLE
+    assert launcher.exited(execution) is None
+    fake.fail_with = None
+    fake.finish(execution, "failed")
+    assert launcher.exited(execution) == 1
     launcher.close()

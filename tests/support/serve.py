@@ -27,9 +27,12 @@ def free_port() -> int:
 class ServeProcess:
     """`laxai serve` on a free port with its own LAXAI_HOME; restartable on the same state."""
 
-    def __init__(self, home: Path, token: str = "e2e-token-123456", tenant: str = "e2e", **env: Any):
+    def __init__(self, home: Path, token: str = "e2e-token-123456", tenant: str = "e2e",
+                 serve_args: tuple[str, ...] = (), **env: Any):
+        """``serve_args`` go after ``laxai serve --port N`` (e.g. ``("--backend", "gcp")``); ``env`` over os.environ."""
         self.home = home
         self.token = token
+        self.serve_args = tuple(serve_args)
         self.port = free_port()
         self.env = {
             **os.environ,
@@ -50,8 +53,9 @@ class ServeProcess:
     def start(self, timeout: float = 30) -> "ServeProcess":
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([LAXAI, "serve", "--port", str(self.port)], env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+            self.proc = subprocess.Popen([LAXAI, "serve", "--port", str(self.port), *self.serve_args],
+                                         env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
