@@ -54,7 +54,7 @@ ensure() {  # ensure "<describe command>" -- <create command...>
 echo "Deploying '$component' to project $PROJECT in $REGION (GPU ${GPU_COUNT:-1}x ${GPU_TYPE}, ${CPU_LIMIT} CPU, ${MEMORY_LIMIT})" >&2
 
 run gcloud services enable run.googleapis.com pubsub.googleapis.com firestore.googleapis.com \
-  cloudbuild.googleapis.com artifactregistry.googleapis.com eventarc.googleapis.com --project="$PROJECT"
+  cloudbuild.googleapis.com artifactregistry.googleapis.com eventarc.googleapis.com cloudscheduler.googleapis.com --project="$PROJECT"
 ensure "gcloud artifacts repositories describe $REGISTRY_REPO --location=$REGION --project=$PROJECT" -- \
   gcloud artifacts repositories create "$REGISTRY_REPO" --repository-format=docker --location="$REGION" --project="$PROJECT"
 
@@ -79,14 +79,20 @@ ensure "gcloud pubsub subscriptions describe $SUBSCRIPTION --project=$PROJECT" -
   --push-endpoint="$URL/pubsub/push" --push-auth-service-account="$SA_EMAIL" \
   --push-auth-token-audience="$URL/pubsub/push" --ack-deadline=60 \
   --dead-letter-topic="$DEAD_LETTER" --max-delivery-attempts=10 --min-retry-delay=10s --max-retry-delay=600s
+# "^@^" switches gcloud's list delimiter to @, so an audience list can hold commas.
 run gcloud run services update "$SERVICE_NAME" --region="$REGION" --project="$PROJECT" \
-  --update-env-vars="PUSH_AUDIENCE=$URL/pubsub/push,PUSH_SERVICE_ACCOUNT=$SA_EMAIL,EVENTARC_AUDIENCE=$URL/eventarc/firestore"
+  --update-env-vars="^@^PUSH_AUDIENCE=$URL/pubsub/push@PUSH_SERVICE_ACCOUNT=$SA_EMAIL@EVENTARC_AUDIENCE=$URL,$URL/eventarc/firestore@TICK_AUDIENCE=$URL/tasks/tick"
 ensure "gcloud eventarc triggers describe laxai-job-notifier --location=$FIRESTORE_LOCATION --project=$PROJECT" -- \
   gcloud eventarc triggers create laxai-job-notifier --location="$FIRESTORE_LOCATION" --project="$PROJECT" \
   --destination-run-service="$SERVICE_NAME" --destination-run-region="$REGION" --destination-run-path=/eventarc/firestore \
   --event-filters=type=google.cloud.firestore.document.v1.written --event-filters=database='(default)' \
   --event-filters-path-pattern=document="${FIRESTORE_COLLECTION:-training_jobs}/{task}" \
   --event-data-content-type=application/protobuf --service-account="$SA_EMAIL"
+# A periodic pass for lease sweeps and jobs waiting for a slot, even when no message arrives.
+ensure "gcloud scheduler jobs describe laxai-dispatch-tick --location=$REGION --project=$PROJECT" -- \
+  gcloud scheduler jobs create http laxai-dispatch-tick --location="$REGION" --project="$PROJECT" \
+  --schedule="* * * * *" --uri="$URL/tasks/tick" --http-method=POST \
+  --oidc-service-account-email="$SA_EMAIL" --oidc-token-audience="$URL/tasks/tick"
 for role in roles/pubsub.subscriber roles/pubsub.publisher roles/datastore.user roles/logging.logWriter \
             roles/storage.objectAdmin roles/run.developer roles/eventarc.eventReceiver roles/iam.serviceAccountUser; do
   run gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA_EMAIL" --role="$role" --condition=None --quiet

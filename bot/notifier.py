@@ -124,8 +124,7 @@ class Notifier:
         self._stop.clear()
         # Subscribe first, then scan: a change between the two is seen at least once.
         # runtime.on_change is the store's feed or Eventarc's pushes (LAXAI_CHANGE_FEED).
-        subscribe = getattr(self.runtime, "on_change", None) or self.store.watch
-        self._watch = subscribe(self._on_event)
+        self._watch = self.runtime.on_change(self._on_event)
         self.scan()
         self._thread = threading.Thread(target=self._run, name="slack-notifier", daemon=True)
         self._thread.start()

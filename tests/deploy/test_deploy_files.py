@@ -28,6 +28,8 @@ def test_dry_run_prints_every_command_with_the_config_values():
     assert "--push-auth-service-account=googlebatch@proj-1.iam.gserviceaccount.com" in out
     assert "--dead-letter-topic=training-jobs-dead-letter" in out
     assert "type=google.cloud.firestore.document.v1.written" in out
+    assert "gcloud scheduler jobs create http laxai-dispatch-tick" in out and "/tasks/tick" in out
+    assert "EVENTARC_AUDIENCE=" in out and "TICK_AUDIENCE=" in out
     assert all(line.startswith(("+", " ", "Deploying", "Service")) for line in out.splitlines() if line)
 
 
@@ -49,6 +51,7 @@ def test_cloudbuild_builds_and_deploys_both_images():
     assert "laxai-worker" in build["substitutions"]["_WORKER_IMAGE"]
     assert "--target service" in steps["build-service"] and "--target worker" in steps["build-worker"]
     assert "gcloud run deploy" in steps["deploy-service"]
+    assert "LAXAI_DISPATCH=push" in steps["deploy-service"] and "LAXAI_CHANGE_FEED=eventarc" in steps["deploy-service"]
     worker = steps["deploy-worker"]
     for flag in ("--gpu=${_GPU_COUNT}", "--gpu-type=${_GPU_TYPE}", "--cpu=${_CPU_LIMIT}", "--memory=${_MEMORY_LIMIT}",
                  "--task-timeout=${_TASK_TIMEOUT}s", "--max-retries=0"):
