@@ -355,9 +355,10 @@ def test_the_deploy_wiring_names_these_endpoints_and_settings():
     assert '--push-endpoint="$URL/pubsub/push"' in script
     assert '--push-auth-token-audience="$URL/pubsub/push"' in script
     assert "--destination-run-path=/eventarc/firestore" in script
-    (assignments,) = re.findall(r'--update-env-vars="([^"]+)"', script)
-    names = {pair.split("=", 1)[0] for pair in assignments.split(",")}
-    assert names == {"PUSH_AUDIENCE", "PUSH_SERVICE_ACCOUNT", "EVENTARC_AUDIENCE"}
+    assert '--uri="$URL/tasks/tick"' in script and '--oidc-token-audience="$URL/tasks/tick"' in script
+    (assignments,) = re.findall(r'--update-env-vars="\^@\^([^"]+)"', script)  # "@" separates: audiences hold commas
+    names = {pair.split("=", 1)[0] for pair in assignments.split("@")}
+    assert names == {"PUSH_AUDIENCE", "PUSH_SERVICE_ACCOUNT", "EVENTARC_AUDIENCE", "TICK_AUDIENCE"}
     assert names <= set(Settings.model_fields)
     routes = {route.path for module in (push, eventarc) for route in module.router.routes}
     assert routes == {"/pubsub/push", "/tasks/tick", "/eventarc/firestore"}
