@@ -186,9 +186,18 @@ class Notifier:
     # -- input ------------------------------------------------------------------
 
     def _on_event(self, event: ChangeEvent) -> None:
-        if event.kind == "notify":
-            return  # our own bookkeeping; we already hold that version
+        if event.kind == "notify" and self._holds(event.job):
+            return  # our own bookkeeping: every ledger write handed that version back already
+        # A "notify" event may still be news: feeds coalesce versions (Firestore snapshots do), so it
+        # can carry a change made just before it by someone else (a worker's progress, a cancel),
+        # and it may be another notifier's write, or ours that the store took but reported failed.
         self._observe(event.job)
+
+    def _holds(self, job: Job) -> bool:
+        """This version of ``job`` (or a newer one) is already known here."""
+        with self._cond:
+            track = self._tracks.get(job.task_id)
+            return track is not None and track.job.version >= job.version
 
     def _observe(self, job: Job) -> None:
         if job.origin.source != "slack" or not job.origin.channel:

@@ -2,6 +2,13 @@
 
 The service's WebClient points at the fake Slack Web API; workers train real
 models on the CPU. These are slow (minutes): marked ``slow``.
+
+Every test runs on both backends: ``[local]`` (SQLite, worker subprocesses) and
+``[gcp]``: ``laxai serve --backend gcp`` on the Firestore and Pub/Sub emulators with
+``LAXAI_LAUNCHER=local`` (workers are local subprocesses that write to Firestore)
+and the Firestore on_snapshot change feed (``LAXAI_CHANGE_FEED=watch``). Each gcp
+service gets a project of its own, so its Firestore database and Pub/Sub names are
+shared with no other service.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import httpx
 import pytest
 
 from orchestrator.domain.status import JobStatus
-from orchestrator.local_service import free_port
-from orchestrator.stores.sqlite import SqliteJobStore
+from orchestrator.stores.base import JobStore
+from tests import emulators
 from tests.fakes.fake_slack import FakeSlack
+from tests.support.serve import ServeProcess, kill_workers
 
-from serve_process import ServeProcess
+from backends import BACKENDS, fresh_gcp_env
 from slack_env import ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM, slack_env
 from slack_requests import SlackSender
 
@@ -40,7 +48,7 @@ class Service:
         self.serve, self.fake = serve, fake
         self.sender = SlackSender(serve.url, SIGNING_SECRET, team_id=TEAM)
         self.api = httpx.Client(base_url=serve.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
-        self.store = SqliteJobStore(Path(serve.env["LAXAI_HOME"]) / "laxai.db")
+        self.store = open_store(serve)
 
     def close(self) -> None:
         self.sender.close()
@@ -92,21 +100,57 @@ def has_button(action_id):
                             for b in card.get("blocks") or [] for e in b.get("elements") or [])
 
 
-def start_serve(tmp: Path, fake: FakeSlack, name: str, **extra: str) -> ServeProcess:
-    home, logs = tmp / f"home-{name}", tmp / f"logs-{name}"
-    logs.mkdir(parents=True, exist_ok=True)
+def open_store(serve: ServeProcess) -> JobStore:
+    """The store ``serve`` keeps its jobs in, opened from this process as another process would."""
+    if serve.env.get("LAXAI_BACKEND") == "gcp":
+        from google.cloud import firestore
+
+        from orchestrator.stores.firestore import FirestoreJobStore
+
+        client = firestore.Client(project=serve.env["GOOGLE_CLOUD_PROJECT"])
+        return FirestoreJobStore(client, serve.env.get("FIRESTORE_COLLECTION", "training_jobs"), close_client=True)
+    from orchestrator.stores.sqlite import SqliteJobStore
+
+    return SqliteJobStore(serve.home / "laxai.db")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend of this module's services; for gcp, the (session's) emulators are running."""
+    if request.param == "gcp":
+        request.getfixturevalue("firestore_emulator")
+        request.getfixturevalue("pubsub_emulator")
+    return request.param
+
+
+def start_serve(tmp: Path, fake: FakeSlack, name: str, backend: str, **extra: str) -> ServeProcess:
+    """``laxai serve --backend <backend>`` with Slack on ``fake``; gcp in a fresh project on the emulators."""
+    home = tmp / f"home-{name}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "LAXAI_"))}
     env.update(slack_env(fake))
-    env.update({
-        "LAXAI_HOME": str(home), "PORT": str(free_port()), "LAXAI_API_TOKENS": f"{API_TOKEN}:{TEAM}",
-        "WANDB_MODE": "offline", "YOLO_DEVICE": "cpu", "GPU_TYPE": "nvidia-l4",
+    settings = {
+        "YOLO_DEVICE": "cpu", "GPU_TYPE": "nvidia-l4",
         "MAX_CONCURRENT_JOBS": "2", "MAX_JOBS_PER_TENANT": "2", "PROGRESS_INTERVAL": "0.5",
-        "DISPATCH_INTERVAL": "0.5", "PYTHONUNBUFFERED": "1",
-    })
-    env.update(extra)
-    serve = ServeProcess(home, env, logs)
-    serve.start()
+        "DISPATCH_INTERVAL": "0.5",
+        **(fresh_gcp_env("laxai-e2e") if backend == "gcp" else {}),
+        **extra,
+    }
+    serve = ServeProcess(home, token=API_TOKEN, tenant=TEAM, serve_args=("--backend", backend, "--log-level", "info"),
+                         base_env=env, extra_env=settings, log_dir=tmp / f"logs-{name}")
+    try:
+        serve.start()
+    except BaseException:
+        stop_serve(serve)
+        raise
     return serve
+
+
+def stop_serve(serve: ServeProcess) -> None:
+    """Stop the service and any worker it left; empty its Firestore project (gcp)."""
+    serve.stop()
+    kill_workers(serve.home)
+    if serve.env.get("LAXAI_BACKEND") == "gcp":
+        emulators.clear_firestore(serve.env["FIRESTORE_EMULATOR_HOST"], serve.env["GOOGLE_CLOUD_PROJECT"])
 
 
 def assert_no_secrets(serve: ServeProcess) -> None:
@@ -121,17 +165,17 @@ def assert_no_secrets(serve: ServeProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """One fake Slack and one ``laxai serve`` for the tests that don't restart it."""
-    tmp = tmp_path_factory.mktemp("slack-e2e")
+def shared(tmp_path_factory, backend):
+    """One fake Slack and one ``laxai serve`` (per backend) for the tests that don't restart it."""
+    tmp = tmp_path_factory.mktemp(f"slack-e2e-{backend}")
     with FakeSlack(token=BOT_TOKEN, team_id=TEAM) as fake:
-        serve = start_serve(tmp, fake, "shared")
+        serve = start_serve(tmp, fake, "shared", backend)
         service = Service(serve, fake)
         try:
             yield service
         finally:
             service.close()
-            serve.stop()
+            stop_serve(serve)
             assert_no_secrets(serve)
 
 
@@ -233,9 +277,9 @@ def test_cancel_by_others_is_refused_cancel_by_submitter_works_and_retry_links(s
         assert_exactly_once(shared.fake, task_id)
 
 
-def test_twenty_concurrent_commands_in_one_channel(tmp_path):
+def test_twenty_concurrent_commands_in_one_channel(tmp_path, backend):
     with FakeSlack(token=BOT_TOKEN, team_id=TEAM) as fake:
-        serve = start_serve(tmp_path, fake, "twenty", MAX_CONCURRENT_JOBS="2", MAX_JOBS_PER_TENANT="2")
+        serve = start_serve(tmp_path, fake, "twenty", backend, MAX_CONCURRENT_JOBS="2", MAX_JOBS_PER_TENANT="2")
         service = Service(serve, fake)
         try:
             fake.fail(429, methods="chat.postMessage", times=2, retry_after=2)  # and Slack pushes back once
@@ -264,19 +308,18 @@ def test_twenty_concurrent_commands_in_one_channel(tmp_path):
                 service.wait_card(job.task_id, lambda c: "Completed" in json.dumps(c["blocks"]), timeout=120)
         finally:
             service.close()
-            serve.stop()
+            stop_serve(serve)
         assert_no_secrets(serve)
 
 
-def test_a_restarted_service_posts_nothing_twice(tmp_path):
+def test_a_restarted_service_posts_nothing_twice(tmp_path, backend):
     with FakeSlack(token=BOT_TOKEN, team_id=TEAM) as fake:
-        serve = start_serve(tmp_path, fake, "restart")
+        serve = start_serve(tmp_path, fake, "restart", backend)
         service = Service(serve, fake)
         try:
             job = service.submit("epochs=6 imgsz=64 dataset=synthetic:32 arch=yolov8n name=survivor")
             service.posted(job.task_id, "started")
-            serve.stop(signal.SIGKILL)  # a crash: the worker keeps training in its own session
-            serve.start()
+            serve.restart(signal.SIGKILL)  # a crash: the worker keeps training in its own session
             restarted_at = time.time()
             final = service.posted(job.task_id, "final")
             assert final["posted_at"] >= restarted_at  # the new process took over the thread
@@ -284,13 +327,12 @@ def test_a_restarted_service_posts_nothing_twice(tmp_path):
             service.wait_card(job.task_id, lambda c: "Completed" in json.dumps(c["blocks"]))
             time.sleep(2)
             posts = len(fake.calls_to("chat.postMessage"))
-            serve.stop()  # and a clean restart after it finished: nothing new to say
-            serve.start()
+            serve.restart()  # and a clean restart after it finished: nothing new to say
             time.sleep(5)
             assert len(fake.calls_to("chat.postMessage")) == posts
             assert_exactly_once(fake, job.task_id)
             assert {"card", "started", "final"} <= set(keys_of(fake, job.task_id))
         finally:
             service.close()
-            serve.stop()
+            stop_serve(serve)
         assert_no_secrets(serve)

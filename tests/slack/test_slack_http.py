@@ -126,10 +126,21 @@ def test_a_repeated_delivery_of_the_same_command_makes_one_job(inproc):
     ("epochs=abc", "epochs", ["whole number", "1 to 1000"]),
     ("epoch=3", "epoch", ["did you mean `epochs`"]),
     ("arch=resnet", "arch", ["unknown architecture", "yolo11n"]),
-    ("dataset=/no/such/dir", "dataset", ["no such file or directory"]),  # JobService's own check
+    ("dataset=ftp://host/data", "dataset", ["a gs:// URI"]),  # JobService's own check
     ("batch_size=0 lr=7", "batch_size", ["greater than or equal to 1"]),
 ])
 def test_bad_text_answers_ephemeral_errors_naming_the_field_and_submits_nothing(inproc, text, field, words):
+    assert_refused(inproc, text, field, words)
+
+
+# Local only: the gcp backend accepts a dataset path it cannot see, since its workers (Cloud Run
+# executions) read paths inside their own container; only the local backend checks the path here.
+@pytest.mark.parametrize("backend", ["local"])
+def test_a_dataset_path_that_does_not_exist_is_refused_on_the_local_backend(inproc):
+    assert_refused(inproc, "dataset=/no/such/dir", "dataset", ["no such file or directory"])
+
+
+def assert_refused(inproc, text, field, words):
     sent = inproc.sender.command(text)
     assert sent.status == 200 and sent.seconds < ACK_LIMIT
     assert sent.json()["response_type"] == "ephemeral"

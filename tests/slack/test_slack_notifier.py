@@ -1,8 +1,9 @@
 """The notifier against the fake Slack: threads, exactly-once replies, pacing and faults.
 
-Jobs move through their lifecycle with the real transitions on a real SQLite
-store (jobflow), so the notifier sees the change feed as in production, minus
-the training.
+Jobs move through their lifecycle with the real transitions on a real store
+(jobflow), so the notifier sees the change feed as in production, minus the
+training. Every test runs on both backends (``use_backend``): ``[local]`` (SQLite,
+polled feed) and ``[gcp]`` (Firestore emulator, on_snapshot feed).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from bot.clients import notifier_client
 from bot.config import SlackSettings
 from bot.notifier import METADATA_TYPE, Notifier
 from orchestrator.config import load_settings
-from orchestrator.domain.job import EndReason
+from orchestrator.domain.job import EndReason, Origin
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import set_notify
 from orchestrator.server import create_runtime
+from orchestrator.stores.base import ChangeEvent
 from tests.fakes.fake_slack import FakeSlack
 
 import jobflow
@@ -38,6 +40,9 @@ class Rig:
                                       SLACK_API_URL=fake.url, **{"SLACK_POST_INTERVAL": 1.05,
                                                                  "SLACK_CARD_MIN_INTERVAL": 0.3, **settings})
         self.notifier: Notifier | None = None
+        self._marker = self._probe = None
+        self._marker_seen: list[int] = []
+        self._marks = 0
 
     def start(self, owner: str = "test-host") -> Notifier:
         self.notifier = Notifier(self.runtime, self.settings, notifier_client(self.settings), owner=owner)
@@ -72,16 +77,40 @@ class Rig:
                                   what=f"{key} recorded")
 
     def idle(self, timeout=30.0):
-        time.sleep(0.4)  # let the change feed (polled every 0.1 s) deliver the last writes
+        self.caught_up()
         assert self.notifier.wait_idle(timeout), "the notifier did not settle"
+
+    def caught_up(self, timeout=15.0) -> None:
+        """Every change stored so far has reached the runtime's listeners (the notifier).
+
+        A marker job (not from Slack: the notifier ignores it) is changed now and its
+        change awaited on the feed: both feeds deliver in commit order (SQLite's event
+        log; Firestore's snapshots, each a consistent point in time), so whatever was
+        stored before it has been delivered by then, whatever the feed's latency.
+        """
+        if self._marker is None:
+            self._marker, _ = self.store.create(jobflow.make_job(origin=Origin(source="api", user="probe")))
+            self._probe = self.runtime.on_change(
+                lambda event: self._marker_seen.append(event.job.version)
+                if event.task_id == self._marker.task_id else None)
+        self._marks += 1
+        marked = self.store.update(self._marker.task_id, lambda j: set_notify(j, {"mark": self._marks}), kind="probe")
+        self.fake.wait_for(lambda: max(self._marker_seen, default=0) >= marked.version, timeout=timeout,
+                           what="the change feed to catch up")
+
+    def close(self) -> None:
+        self.stop()
+        if self._probe is not None:
+            self._probe.stop()
+        self.runtime.close_feed()
+        self.runtime.backend.close()
 
 
 @pytest.fixture
-def rig(tmp_path, fake_slack):
+def rig(tmp_path, fake_slack, use_backend):
     rig = Rig(tmp_path, fake_slack)
     yield rig
-    rig.stop()
-    rig.runtime.backend.close()
+    rig.close()
 
 
 def keys_posted(rig, job):
@@ -181,6 +210,24 @@ def test_restarts_and_repeated_events_post_nothing_twice(rig):
     assert_once_each(rig, job)
 
 
+def test_a_coalesced_change_that_ends_with_another_notifiers_write_is_not_dropped(rig):
+    """Feeds may coalesce versions (Firestore snapshots do): one event can carry a worker's change
+    and, after it, another notifier's bookkeeping, and be labelled by the last ("notify"). The
+    notifier must still see the worker's change in it."""
+    rig.start()
+    job = rig.job(epochs=4)
+    rig.wait_recorded(job, "card")
+    rig.idle()
+    rig.runtime.close_feed()  # the store's feed pauses (the notifier stays subscribed)...
+    jobflow.start(rig.get(job), rig.store)  # ...while the job starts,
+    rig.store.update(job.task_id, lambda j: set_notify(j, {"seen_by": "another-host"}), kind="notify")
+    latest = rig.get(job)  # and another notifier writes after it:
+    rig.runtime.publish_change(ChangeEvent(None, latest, "notify"))  # one event for both
+    rig.wait_posted(job, "started", timeout=10)
+    assert rig.notifier.wait_idle(10)  # (rig.idle() would wait on the paused feed)
+    assert keys_posted(rig, job) == ["card", "started"]
+
+
 def test_a_crash_between_post_and_record_is_repaired_from_message_metadata(rig):
     """The previous process posted 'started' and died before recording it: the intent is
     stored, the message is in Slack, the record says nothing. No second 'started'."""
@@ -228,7 +275,7 @@ def test_server_errors_are_retried_and_the_reply_lands_once(rig):
     assert rig.get(job).status is JobStatus.COMPLETED and done.status is JobStatus.COMPLETED
 
 
-def test_a_post_that_timed_out_but_landed_is_not_posted_again(tmp_path, fake_slack):
+def test_a_post_that_timed_out_but_landed_is_not_posted_again(tmp_path, fake_slack, use_backend):
     rig = Rig(tmp_path, fake_slack, SLACK_HTTP_TIMEOUT=0.5)
     try:
         rig.start()
@@ -241,8 +288,7 @@ def test_a_post_that_timed_out_but_landed_is_not_posted_again(tmp_path, fake_sla
         rig.idle()
         assert len(rig.posts(job, "final")) == 1
     finally:
-        rig.stop()
-        rig.runtime.backend.close()
+        rig.close()
 
 
 def test_429_retry_after_is_honoured(rig):
@@ -267,7 +313,8 @@ def test_slack_refusing_the_blocks_falls_back_to_text(rig):
     assert card["blocks"] is None and card["text"]
 
 
-def test_a_final_reply_is_given_up_after_the_bound_and_the_job_is_untouched(tmp_path, fake_slack, caplog):
+def test_a_final_reply_is_given_up_after_the_bound_and_the_job_is_untouched(tmp_path, fake_slack, caplog,
+                                                                          use_backend):
     rig = Rig(tmp_path, fake_slack, SLACK_FINAL_GIVE_UP=3)
     try:
         rig.start()
@@ -285,11 +332,10 @@ def test_a_final_reply_is_given_up_after_the_bound_and_the_job_is_untouched(tmp_
         rig.idle()
         assert rig.posts(job, "final") == []  # given up stays given up across restarts
     finally:
-        rig.stop()
-        rig.runtime.backend.close()
+        rig.close()
 
 
-def test_twenty_jobs_in_one_channel_are_paced_and_every_final_lands_once(tmp_path):
+def test_twenty_jobs_in_one_channel_are_paced_and_every_final_lands_once(tmp_path, use_backend):
     # Slack's pace scaled up 4x so the test is quick: the fake allows 4 posts/s per channel
     # (no burst) and 50 edits a minute; the notifier is set just under both.
     with FakeSlack(token=BOT_TOKEN, team_id=TEAM, post_rate=4.0, post_burst=1, update_per_minute=50,
@@ -320,8 +366,7 @@ def test_twenty_jobs_in_one_channel_are_paced_and_every_final_lands_once(tmp_pat
                 card = fake.message(CHANNEL, rig.get(job).notify["card_ts"])
                 assert "Completed" in json.dumps(card["blocks"]), card["text"]
         finally:
-            rig.stop()
-            rig.runtime.backend.close()
+            rig.close()
 
 
 def test_final_replies_go_before_news_and_news_before_card_edits(rig):
