@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import shutil
 import threading
 import time
@@ -94,6 +95,7 @@ class CheckpointUploader:
         self.artifacts, self.task_id, self.staging, self.flags = artifacts, task_id, staging, flags
         self.uploaded: dict[str, Uploaded] = {}
         self._pending: dict[str, _Pending] = {}
+        self._staged: dict[str, Path] = {}  # the newest staged file of each name
         self._busy = False
         self._retry_at = 0.0
         self._cond = threading.Condition()
@@ -105,10 +107,20 @@ class CheckpointUploader:
         self.staging.mkdir(parents=True, exist_ok=True)
         self._thread.start()
 
-    def submit(self, name: str, source: Path, epochs_done: int, saved_at: float | None = None) -> None:
-        """Stage a copy of ``source`` now (fast, local) and upload it soon."""
+    def submit(self, name: str, source: Path, epochs_done: int, saved_at: float | None = None,
+               same_as: str | None = None) -> None:
+        """Stage a copy of ``source`` now (fast, local) and upload it soon. ``same_as`` names a checkpoint
+        just submitted with the very same bytes (Ultralytics writes best.pt from last.pt's buffer): its
+        staged copy is hard-linked instead of copying the file again (staged files are never rewritten)."""
         staged = self.staging / f"{name}.{next(self._seq)}"
-        shutil.copyfile(source, staged)
+        twin = self._staged.get(same_as) if same_as else None
+        try:
+            if twin is None:
+                raise FileNotFoundError
+            os.link(twin, staged)
+        except OSError:  # no twin, already uploaded and removed, or no hard links here: copy
+            shutil.copyfile(source, staged)
+        self._staged[name] = staged
         item = _Pending(staged, time.monotonic() if saved_at is None else saved_at, epochs_done)
         with self._cond:
             older = self._pending.pop(name, None)

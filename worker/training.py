@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,11 @@ def pick_metrics(values: dict[str, Any] | None) -> dict[str, float]:
     return {ours: float(values[theirs]) for ours, theirs in METRIC_KEYS.items() if theirs in values}
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _total_loss(trainer: Any) -> float | None:
     loss = getattr(trainer, "tloss", None)
     if not loss:
@@ -106,6 +112,7 @@ class TrainingSession:
     _train_started: float | None = None
     _saved_epoch: int | None = None
     _next_offer: float = 0.0
+    _first_batch_logged: bool = False
 
     def __post_init__(self) -> None:
         self.epochs_done = self.resume.epochs_done if self.resume else 0
@@ -165,7 +172,11 @@ class TrainingSession:
             ("on_fit_epoch_end", self._on_fit_epoch_end),
         ):
             model.add_callback(event, callback)
+        # Timing lines (two per attempt) that bench/ reads to compare with a bare YOLO(...).train(...).
+        started_wall, started, cpu = time.time(), time.monotonic(), time.process_time()
         model.train(**args)
+        log.info("training call: started at unix %.3f, took %.3f s (CPU %.3f s), peak RSS %.1f MiB",
+                 started_wall, time.monotonic() - started, time.process_time() - cpu, peak_rss_mib())
         trainer = model.trainer
         self.last_path = Path(trainer.last)
         self.best_path = Path(trainer.best) if Path(trainer.best).exists() else None
@@ -188,6 +199,9 @@ class TrainingSession:
 
     def _on_batch_end(self, trainer: Any) -> None:
         self._batch += 1
+        if not self._first_batch_logged:
+            self._first_batch_logged = True
+            log.info("first training batch done at unix %.3f", time.time())
         self.flags.check()  # event lookups and a clock read: cheap enough for every batch
         now = time.monotonic()
         if now < self._next_offer:  # the reporter would only coalesce it: skip the loss sync
@@ -204,7 +218,8 @@ class TrainingSession:
         # Staged copies are local and quick; uploads happen on the uploader's thread.
         self.uploader.submit(LAST, Path(trainer.last), done)
         if trainer.best_fitness == trainer.fitness and Path(trainer.best).exists():  # best.pt was rewritten
-            self.uploader.submit(BEST, Path(trainer.best), done)
+            # ... from the same bytes as last.pt (Ultralytics' save_model): staged by a hard link, not a copy.
+            self.uploader.submit(BEST, Path(trainer.best), done, same_as=LAST)
 
     def _on_fit_epoch_end(self, trainer: Any) -> None:
         if trainer.epoch != self._saved_epoch:
