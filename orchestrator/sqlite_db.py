@@ -15,6 +15,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+# Writers of one process queue on a Python lock per database file: SQLite's busy handler
+# sleeps in steps of up to 100 ms, so threads contending on it wake late; the lock hands
+# the file over at once. Other processes still wait through the busy timeout.
+_WRITE_LOCKS: dict[Path, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.Lock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path.resolve(), threading.Lock())
+
+
 # How long a writer waits for the lock before failing; LAXAI_SQLITE_BUSY_TIMEOUT overrides
 # (the fault tests shorten it to provoke store errors).
 BUSY_TIMEOUT_SECONDS = float(os.environ.get("LAXAI_SQLITE_BUSY_TIMEOUT", "30"))
@@ -29,6 +41,7 @@ class SqliteDatabase:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
+        self._write_lock = _write_lock(self.path)
         if schema:
             self.apply(schema)
 
@@ -56,14 +69,15 @@ class SqliteDatabase:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A transaction holding the write lock from its first statement."""
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     def read(self) -> sqlite3.Connection:
         return self.connection()
