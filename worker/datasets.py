@@ -4,8 +4,9 @@
   coloured shapes on noisy backgrounds, written once under
   ``$LAXAI_HOME/datasets/synthetic-<N>-<imgsz>/`` and reused.
 - a path to a data.yaml, or a directory holding one: used as is.
-- ``gs://``: refused with a clear message: locally it needs the gcp backend, and
-  downloading a bucket prefix is not implemented in the worker yet.
+- ``gs://bucket/path[/data.yaml]``: on the gcp backend, the prefix is copied to
+  ``$LAXAI_HOME/datasets/gcs/`` (``worker.gcs_dataset``); locally it is refused with a
+  clear message.
 
 Every problem raises ``DatasetError`` with words a user can act on; the runner
 fails the job with reason ``dataset_error``.
@@ -39,20 +40,25 @@ class DatasetError(ValueError):
     """The dataset cannot be used; the message says why and what to do."""
 
 
-def resolve(spec: JobSpec, home: Path, check: Checkpoint | None = None, backend: str = "local") -> Path:
-    """The data.yaml to train on (generating the synthetic dataset if needed)."""
+def resolve(spec: JobSpec, home: Path, check: Checkpoint | None = None, backend: str = "local",
+            gcs_client: object = None) -> Path:
+    """The data.yaml to train on (generating the synthetic dataset, or downloading a gs:// one, if needed)."""
     count = spec.synthetic_images()
     if count is not None:
         return synthetic(home / "datasets", count, spec.model_params.input_size, check)
+    if spec.dataset.startswith("gs://") and backend == "gcp":
+        from worker import gcs_dataset
+
+        try:
+            return gcs_dataset.download(spec.dataset, home / "datasets" / "gcs", gcs_client)
+        except gcs_dataset.GcsDatasetError as exc:
+            raise DatasetError(str(exc)) from None
     return local_dataset(spec.dataset, backend)
 
 
 def local_dataset(dataset: str, backend: str = "local") -> Path:
     """A data.yaml path or a directory with one; gs:// and other URLs are refused."""
     if dataset.startswith("gs://"):
-        if backend == "gcp":  # reserved: downloading a bucket prefix is not part of this worker yet
-            raise DatasetError(f"{dataset}: this worker cannot download gs:// datasets yet; use 'synthetic', "
-                               "'synthetic:N' or a dataset path inside the worker image")
         raise DatasetError(
             f"{dataset}: gs:// datasets need the gcp backend (LAXAI_BACKEND=gcp); "
             "locally use 'synthetic', 'synthetic:N', a data.yaml path or a dataset directory"

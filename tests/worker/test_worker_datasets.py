@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from orchestrator.domain.spec import JobSpec
-from worker import datasets
+from worker import datasets, offline
 from worker.datasets import DatasetError
 
 
@@ -76,5 +76,56 @@ def test_local_dataset_paths(tmp_path):
 def test_gs_dataset_needs_the_gcp_backend():
     with pytest.raises(DatasetError, match="gs:// datasets need the gcp backend"):
         datasets.local_dataset("gs://bucket/data.yaml")
-    with pytest.raises(DatasetError, match="cannot download gs:// datasets yet"):
-        datasets.local_dataset("gs://bucket/data.yaml", backend="gcp")
+    with pytest.raises(DatasetError, match="gs:// datasets need the gcp backend"):
+        datasets.resolve(JobSpec(tenant_id="t", dataset="gs://bucket/data.yaml"), Path("/nonexistent"))
+
+
+class Blob:
+    def __init__(self, name: str, data: bytes):
+        self.name, self.data, self.size = name, data, len(data)
+        self.downloads = 0
+
+    def download_to_filename(self, filename: str) -> None:
+        self.downloads += 1
+        Path(filename).write_bytes(self.data)
+
+
+class Bucket:
+    """An in-memory stand-in for a bucket (there is no GCS emulator): list and download."""
+
+    def __init__(self, name: str, root: Path, prefix: str):
+        self.name = name
+        self.blobs = [Blob(f"{prefix}/{p.relative_to(root)}", p.read_bytes()) for p in sorted(root.rglob("*"))
+                      if p.is_file()]
+
+    def list_blobs(self, bucket: str, prefix: str = ""):
+        assert bucket == self.name
+        return [b for b in self.blobs if b.name.startswith(prefix)]
+
+
+def test_gs_dataset_is_downloaded_once_made_local_and_passes_ultralytics_checks(tmp_path):
+    source = datasets.synthetic(tmp_path / "made", 8, 64).parent
+    bucket = Bucket("team-data", source, "sets/shapes")
+    home = tmp_path / "home"
+    for uri in ("gs://team-data/sets/shapes/data.yaml", "gs://team-data/sets/shapes"):
+        spec = JobSpec(tenant_id="t", dataset=uri)
+        local = datasets.resolve(spec, home, backend="gcp", gcs_client=bucket)
+        assert local.parent == home / "datasets" / "gcs" / "team-data" / "sets" / "shapes"
+        assert yaml.safe_load(local.read_text())["path"] == str(local.parent)
+        assert sorted(p.name for p in (local.parent / "images" / "train").iterdir()) == \
+            sorted(p.name for p in (source / "images" / "train").iterdir())
+    assert all(blob.downloads == 1 for blob in bucket.blobs)  # the second resolve used the cache
+    offline.prepare(home)
+    datasets.check(local)
+
+
+def test_gs_dataset_errors_name_the_problem(tmp_path):
+    empty = Bucket("b", tmp_path, "nothing")
+    with pytest.raises(DatasetError, match="no objects under gs://b/sets/"):
+        datasets.resolve(JobSpec(tenant_id="t", dataset="gs://b/sets"), tmp_path, backend="gcp", gcs_client=empty)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "readme.txt").write_text("no yaml here")
+    no_yaml = Bucket("b", tmp_path / "x", "sets")
+    with pytest.raises(DatasetError, match="no data.yaml or data.yml"):
+        datasets.resolve(JobSpec(tenant_id="t", dataset="gs://b/sets"), tmp_path / "h", backend="gcp",
+                         gcs_client=no_yaml)
