@@ -154,7 +154,10 @@ def run(ctx: Context) -> Result:
         "bursts (writes to one document less than 1 s apart): "
         + ("; ".join(f"{_name(doc, jobs)}: {' -> '.join(k or '?' for k in ks)} in {span:.2f} s"
                      for doc, ks, span in found) or "none"),
-        "settings: PROGRESS_INTERVAL, LEASE_SECONDS, DISPATCH_INTERVAL and CANCEL_POLL_SECONDS at their defaults",
+        "closest two writes to the job document: " + _closest(job_writes),
+        "settings: PROGRESS_INTERVAL, LEASE_SECONDS, DISPATCH_INTERVAL, CANCEL_POLL_SECONDS and STORE_WRITE_GAP at "
+        "their defaults (the gap: 1 s on the gcp backend, between the dispatcher's writes to a job and between a "
+        "worker's)",
     ]
     if not result.met:
         result.note = " ".join(dict.fromkeys(_why(d, jobs, list(k)) for d, k, _ in found))
@@ -182,6 +185,16 @@ def bursts(writes: list[Write]) -> list[tuple[str, list[str], float]]:
     return sorted(found, key=lambda b: b[0])
 
 
+def _closest(writes: list[Write]) -> str:
+    """How far apart the two closest writes in ``writes`` (one document) were, and what they were."""
+    items = sorted(writes, key=lambda w: w.at)
+    pairs = [(b.at - a.at, a, b) for a, b in zip(items, items[1:])]
+    if not pairs:
+        return "fewer than two"
+    gap, a, b = min(pairs, key=lambda p: p[0])
+    return f"{gap:.2f} s apart ({a.kind or '?'} -> {b.kind or '?'})"
+
+
 def _name(doc: str, jobs: str) -> str:
     return "job document" if doc.startswith(f"{jobs}/") else f"{doc.split('/')[0]} document"
 
@@ -191,24 +204,17 @@ CLOSING = {"status:completed", "status:failed", "status:cancelled", "status:queu
 
 def _why(doc: str, jobs: str, kinds: list[str]) -> str:
     if doc.startswith("locks/"):
-        return ("The dispatcher lock document is rewritten on every dispatcher pass (try_lock), and a queue "
-                "wake-up adds a pass on top of the 1 s tick; fix in orchestrator/: renew the lock only when "
-                "less than half its TTL is left.")
+        return ("The dispatcher lock document got two writes within a second: try_lock renews only once at "
+                "most half its TTL is left, so this means two dispatcher instances took turns at the lock.")
     if not doc.startswith(f"{jobs}/"):
         return f"{doc.split('/')[0]} documents get {', '.join(kinds)} within a second."
     if set(kinds) & DISPATCH_KINDS:
-        return ("At dispatch (orchestrator): the dispatcher claims a new job at once, right after it was "
-                "created, then records the launched execution in a second write. A one-off burst per job, "
-                "which Firestore absorbs (its limit is a sustained rate); to meet the target strictly, "
-                "orchestrator/ would launch first and write the claim with its execution in one write.")
+        return ("At dispatch (orchestrator): the dispatcher should leave a job STORE_WRITE_GAP after its last "
+                "write and record the launch a gap after the claim, and the worker's start write keeps the gap "
+                "after that record; a burst here means the gap was off or one of them did not wait.")
     if set(kinds) & CLOSING:
-        return ("At the end of a short job (worker): the last epoch's progress, the fenced heartbeat that "
-                "confirms the lease before the final uploads (runner._still_ours) and the closing write land "
-                "within a second. Fix in worker/: one write gate per job document for the reporter, the "
-                "heartbeat and the closing writes (a shared last-write clock, >= 1 s apart), or skip the "
-                "lease-confirming write when a read shows the lease ours with at least half of it left. Not "
-                "changed here: it alters the worker's fencing and adds up to 2 s to every job's end, for a "
-                "burst Firestore tolerates.")
-    return ("During training (worker): the heartbeat thread and the progress reporter write independently, so "
-            "a heartbeat can follow a progress write within a second; fix in worker/: one write gate per job "
-            "document shared by both.")
+        return ("At the end of the job (worker): its writes share one write gate (worker/gate.py) and the lease "
+                "is confirmed by a read; a burst here means a write that bypassed the gate, or another writer's "
+                "(a cancel, the notifier's set_notify, which does not move updated_at) the worker did not see.")
+    return ("During training (worker): the heartbeat thread, the progress reporter and the runner share one "
+            "write gate; a burst here means a write that bypassed it.")

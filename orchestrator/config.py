@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     CANCEL_POLL_SECONDS: float = Field(1.0, gt=0)  # how often a worker looks for a cancel request (a read)
     PROGRESS_INTERVAL: float = Field(2.0, ge=0)  # at most one progress write per this many seconds
     DISPATCH_INTERVAL: float = Field(1.0, gt=0)
+    # Seconds between two writes to one job document (Firestore sustains ~1 write/s per document).
+    # Unset: 1.0 on the gcp backend, 0 (no gap) on local, where SQLite has no such limit and the
+    # dispatch latency matters more. See ``write_gap``.
+    STORE_WRITE_GAP: float | None = Field(None, ge=0, le=10)
 
     # --- REST API ---
     PORT: int = 8080
@@ -122,6 +126,13 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "laxai.db"
+
+    @property
+    def write_gap(self) -> float:
+        """Seconds the dispatcher and a worker leave between their writes to one job document."""
+        if self.STORE_WRITE_GAP is not None:
+            return self.STORE_WRITE_GAP
+        return 1.0 if self.LAXAI_BACKEND == "gcp" else 0.0
 
     def rates(self, gpu_type: str | None = None) -> Rates:
         return rates_for(gpu_type or self.GPU_TYPE, self.GPU_COUNT, self.CPU_LIMIT, self.MEMORY_LIMIT)

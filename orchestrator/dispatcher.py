@@ -11,6 +11,13 @@ dispatch at once:
    Each job is claimed by compare-and-set (queued -> running) *before* launch, so
    a job never runs twice at once, however many queue deliveries arrive.
 
+Write gap (``settings.write_gap``: 1 s on the gcp backend, 0 locally): Firestore
+sustains about one write per second per job document, so a pass leaves a queued
+job whose last write (``updated_at``: its creation, a requeue) is younger than
+the gap for a later pass (``deferred_for`` says when; the loops and the push
+handler come back then), and records the launched execution no sooner than the
+gap after the claim (the pass sleeps the rest of it, once for all its claims).
+
 Queue messages only wake the dispatcher; the store is the truth, so a job over the
 cap stays queued and is started when a slot frees, whatever the queue's retry
 policy does.
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -40,6 +48,9 @@ from orchestrator.launchers.base import LaunchError
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "dispatcher"
+# ``updated_at`` is stamped inside a transition, a little before its write commits: a job counts
+# as written this much after its stamp when the write gap is checked.
+STAMP_SLACK = 0.25
 
 
 class Dispatcher:
@@ -55,8 +66,11 @@ class Dispatcher:
         self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock_ttl = max(10.0, 5 * self.settings.DISPATCH_INTERVAL)
+        # try_lock renews only once half of this is left, so a pass starts with at least half of it.
+        self._lock_ttl = max(20.0, 10 * self.settings.DISPATCH_INTERVAL)
         self._pass = threading.Lock()  # one pass at a time in this process
+        self.write_gap = self.settings.write_gap
+        self._due: float | None = None  # monotonic time a job deferred by the last pass may be claimed
 
     # -- one pass -------------------------------------------------------------
 
@@ -78,6 +92,12 @@ class Dispatcher:
             return self.dispatch(now)
         finally:
             self._pass.release()
+
+    def deferred_for(self) -> float | None:
+        """Seconds until a job the last pass left for the write gap may be claimed (0 when it
+        may be now; at most write_gap + STAMP_SLACK), or None when that pass deferred nothing."""
+        due = self._due
+        return None if due is None else max(0.0, due - time.monotonic())
 
     def _rates(self, job: Job):
         device = (job.current_attempt.device or "") if job.current_attempt else ""
@@ -138,6 +158,7 @@ class Dispatcher:
             log.warning("could not stop execution %s", execution, exc_info=True)
 
     def dispatch(self, now: datetime) -> list[Job]:
+        self._due = None
         active = self.store.active()
         running = len(active)
         per_tenant = Counter(job.tenant_id for job in active)
@@ -145,10 +166,24 @@ class Dispatcher:
         capacity = self.settings.MAX_CONCURRENT_JOBS - running
         if capacity <= 0:
             return launched
+        started: list[tuple[float, Job, Callable[[], Job | None]]] = []  # (claimed at, job, its follow-up write)
+        deferred = 0
         for job in self.store.queued(limit=200):
-            if len(launched) >= capacity:
+            if len(started) + deferred >= capacity:
                 break
             if per_tenant[job.tenant_id] >= self.settings.MAX_JOBS_PER_TENANT:
+                continue
+            young = 0.0
+            if self.write_gap > 0:
+                young = self.write_gap + STAMP_SLACK - (now - job.updated_at).total_seconds()
+            if young > 0:
+                # Written less than the gap ago: claim it next pass. Its slot is kept meanwhile, so
+                # no job behind it in the order starts in its place. (Capped: a writer's clock
+                # ahead of ours delays a job by at most one gap per pass.)
+                due = time.monotonic() + min(young, self.write_gap + STAMP_SLACK)
+                self._due = due if self._due is None else min(self._due, due)
+                deferred += 1
+                per_tenant[job.tenant_id] += 1
                 continue
             claimed = self.store.update(
                 job.task_id, lambda j: claim(j, now, self.settings.STARTUP_GRACE_SECONDS), kind="status:running"
@@ -156,29 +191,51 @@ class Dispatcher:
             if claimed is None:
                 continue  # someone else took it, or it was cancelled meanwhile
             per_tenant[job.tenant_id] += 1
-            started = self._launch(claimed, now)
-            if started is not None:
-                launched.append(started)
+            started.append((time.monotonic(), claimed, self._launch(claimed)))
+        for claimed_at, job, follow_up in started:
+            # The launch record (or the requeue of a failed launch) is the job's next write after
+            # the claim: leave the write gap between them (at most one gap for the whole pass).
+            wait = claimed_at + self.write_gap - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                recorded = follow_up()
+            except Exception:  # noqa: BLE001 - the other launches still get their record
+                log.exception("could not record the launch of %s", job.task_id)
+                continue
+            if recorded is not None:
+                launched.append(recorded)
         return launched
 
-    def _launch(self, job: Job, now: datetime) -> Job | None:
+    def _launch(self, job: Job) -> Callable[[], Job | None]:
+        """Launch the claimed attempt now; returns the write that records how it went
+        (the execution, or a requeue when the launch failed), to be made after the write gap."""
         number = job.current_attempt.number
         try:
             execution = self.backend.launcher.launch(job, number)
         except (LaunchError, OSError, RuntimeError) as exc:
             log.error("launch of %s attempt %d failed: %s", job.task_id, number, exc)
             rates, estimate = self._rates(job)
-            self.store.update(
-                job.task_id,
-                lambda j: requeue(j, number, EndReason.LAUNCH_FAILED, now, rates, self.settings.MAX_RECOVERIES,
-                                  estimate, detail=str(exc)[:500]),
-                kind="launch_failed",
-            )
-            return None
-        recorded = self.store.update(job.task_id, lambda j: record_execution(j, number, execution, self.clock()),
-                                     kind="launched")
+            detail = str(exc)[:500]
+
+            def requeue_failed() -> None:
+                now = self.clock()
+                self.store.update(
+                    job.task_id,
+                    lambda j: requeue(j, number, EndReason.LAUNCH_FAILED, now, rates, self.settings.MAX_RECOVERIES,
+                                      estimate, detail=detail),
+                    kind="launch_failed",
+                )
+
+            return requeue_failed
         log.info("launched %s attempt %d as %s", job.task_id, number, execution)
-        return recorded or job
+
+        def record() -> Job:
+            recorded = self.store.update(job.task_id, lambda j: record_execution(j, number, execution, self.clock()),
+                                         kind="launched")
+            return recorded or job
+
+        return record
 
     # -- background loop ------------------------------------------------------
 
@@ -190,7 +247,7 @@ class Dispatcher:
         queue = self.backend.queue
         while not self._stop.is_set():
             try:
-                messages = queue.pull(max_messages=50, timeout=self.settings.DISPATCH_INTERVAL)
+                messages = queue.pull(max_messages=50, timeout=self._next_wait())
             except Exception:  # noqa: BLE001 - the store scan below still dispatches
                 log.warning("queue pull failed", exc_info=True)
                 messages = []
@@ -216,7 +273,13 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - keep dispatching after a transient store error
                 log.exception("dispatch pass failed")
             self._reap()
-            self._stop.wait(self.settings.DISPATCH_INTERVAL)
+            self._stop.wait(self._next_wait())
+
+    def _next_wait(self) -> float:
+        """Until the next pass: DISPATCH_INTERVAL, or less when a deferred job comes due sooner."""
+        due = self.deferred_for()
+        interval = self.settings.DISPATCH_INTERVAL
+        return interval if due is None else min(interval, due + 0.01)
 
     def _reap(self) -> None:
         reap = getattr(self.backend.launcher, "reap", None)

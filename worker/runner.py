@@ -8,6 +8,11 @@ interrupted, continuation (``requeue``). The attempt number is the fencing
 token: when any transition is refused the attempt is no longer ours, and the
 worker stops without writing anything more.
 
+Every write to the job goes through one ``WriteGate`` (worker/gate.py), shared
+with the heartbeat and progress threads: on the gcp backend the worker's writes
+land at least ``settings.write_gap`` (1 s) apart, and apart from the dispatcher's
+launch record too, as Firestore allows about one write per second per document.
+
 Exit codes: 0 the worker wrote the job's final or requeued state itself;
 3 the attempt was not (or no longer) ours; 1 the store could not be written.
 """
@@ -32,6 +37,7 @@ from orchestrator.registry.base import ModelEntry
 from orchestrator.stores.base import StoreError
 from worker import checkpoints, datasets, offline, signals
 from worker.checkpoints import BEST, LAST, CheckpointUploader
+from worker.gate import GatedStore, WriteGate
 from worker.reporter import Heartbeat, ProgressReporter
 from worker.stop import Budget, StopFlags, StopReason, TrainingStopped
 from worker.wandb_log import WandbRun
@@ -90,7 +96,8 @@ class AttemptRunner:
     def __init__(self, settings: Settings, backend: Backend, task_id: str, attempt: int, flags: StopFlags,
                  process_started: float, handler: signals.Handler | None = None):
         self.settings, self.backend = settings, backend
-        self.store = backend.store
+        self.gate = WriteGate(settings.write_gap)
+        self.store = GatedStore(backend.store, self.gate)  # the heartbeat and the reporter get this one too
         self.task_id, self.attempt = task_id, attempt
         self.flags = flags
         self.process_started = process_started
@@ -127,6 +134,7 @@ class AttemptRunner:
         except Exception as exc:  # noqa: BLE001 - e.g. a bad YOLO_DEVICE: fail the job, say why
             log.exception("worker set-up failed")
             return self._close_failed(error_from(exc, "worker_error"))
+        self._await_launch_record()
         try:
             started = self._write(lambda j: worker_started(j, self.attempt, utcnow(), self.settings.LEASE_SECONDS,
                                                            device.description, self._start_epoch()),
@@ -153,6 +161,30 @@ class AttemptRunner:
         finally:
             self._stop_background(flush=False)
             self.wandb.finish(ok=self.job is not None and self.job.status is not JobStatus.FAILED)
+
+    def _await_launch_record(self) -> None:
+        """With a write gap, let the dispatcher's launch record land before worker_started, and
+        keep the gap after it. The dispatcher writes it one gap after the claim; a worker up
+        sooner than that polls (reads) for it until a few gaps after the claim (it may never
+        come: a crashed dispatcher, a test harness). Each read tells the gate when the job was
+        last written."""
+        gap = self.gate.gap
+        if gap <= 0:
+            return
+        deadline = None
+        while True:
+            try:
+                job = self.store.get(self.task_id)
+            except StoreError:
+                return  # the start write retries, and tells
+            current = job.current_attempt if job is not None else None
+            if current is None or current.number != self.attempt or current.execution is not None:
+                return
+            if deadline is None:  # wall clock, as claimed_at is; capped against a clock far ahead of ours
+                deadline = min(current.claimed_at.timestamp(), time.time()) + 3 * gap
+            if time.time() >= deadline:
+                return
+            time.sleep(min(0.1, gap))
 
     def _prepare(self) -> Device:
         """Offline environment, device, rates and resume point (before the attempt is marked started)."""
@@ -310,7 +342,31 @@ class AttemptRunner:
         return self._close_continuation()
 
     def _still_ours(self) -> bool:
-        """A fenced write (a heartbeat) that fails when another execution took the job over."""
+        """Confirm that no other execution took the job over, before the unfenced final uploads.
+
+        Usually a read: while the stored lease is this attempt's with more than LEASE_SECONDS/2
+        left, the fencing is as sound as after a confirming heartbeat write. Another execution
+        can only get the job once the dispatcher requeues this attempt, which it does only when
+        the lease has expired or this execution has exited (a cancel ignored past
+        CANCEL_GRACE_SECONDS closes the job for good instead: no execution follows). So nobody
+        else runs the job for more than LEASE_SECONDS/2 after the read (the lease's expiry was
+        set by this worker's own clock, as a heartbeat's would be), and the heartbeat thread,
+        which keeps running through the uploads, renews it within LEASE_SECONDS/4 of its last
+        beat, raising ``lost`` (checked after the uploads) if refused: the same protection an
+        upload gets after a write, with half the margin instead of all of it. With half or less
+        left (beats late or failing) or an unreadable job, the fenced write (a heartbeat)
+        decides, as it always did. The read saves the job document one write at the end of every job, right
+        after the last epoch's progress (Firestore: ~1 write/s per document)."""
+        try:
+            job = self.store.get(self.task_id)
+        except StoreError:
+            job = None
+        now = utcnow()
+        if (job is not None and job.status.is_active() and job.current_attempt is not None
+                and job.current_attempt.number == self.attempt and job.current_attempt.ended_at is None
+                and job.lease is not None and job.lease.attempt == self.attempt
+                and (job.lease.expires_at - now).total_seconds() > self.settings.LEASE_SECONDS / 2):
+            return not self.flags.lost
         try:
             self._write(lambda j: heartbeat(j, self.attempt, utcnow(), self.settings.LEASE_SECONDS), "heartbeat")
         except NotOurs:

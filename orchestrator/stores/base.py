@@ -88,7 +88,11 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def try_lock(self, name: str, owner: str, ttl: float, now: datetime) -> bool:
-        """Take or renew a named lease (e.g. the dispatcher's) until now+ttl."""
+        """Take or renew a named lease (e.g. the dispatcher's) until now+ttl.
+
+        The owner's renewal writes only once at most half of ``ttl`` is left (a lock
+        renewed every pass would be one document write per pass); so a True means the
+        lease is held for at least ``ttl/2`` from ``now``."""
 
     @abc.abstractmethod
     def release_lock(self, name: str, owner: str) -> None: ...

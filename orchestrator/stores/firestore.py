@@ -16,7 +16,8 @@ Semantics match ``SqliteJobStore`` (the contract suite runs against both):
 - ``watch`` follows ``on_snapshot`` of the collection; ``last_change`` names the
   kind of the newest change. Snapshots coalesce quick successive writes (allowed by
   the contract: the newest version per job, in version order).
-- Locks live in a ``locks`` collection, taken and released in transactions.
+- Locks live in a ``locks`` collection, taken and released in transactions; the
+  owner renews (writes) only once at most half of the lease is left.
 
 Contention: threads of one process that write the same document queue on an
 in-process lock (``Stripes``) before their transaction, so they never collide
@@ -266,6 +267,8 @@ class FirestoreJobStore(JobStore):
             held = ref.get(transaction=tx)
             if held.exists and held.get("owner") != owner and held.get("expires_at") > stamp:
                 return False
+            if held.exists and held.get("owner") == owner and held.get("expires_at") - stamp > ttl / 2:
+                return True  # ours with more than half of it left: no write (a read-only transaction)
             tx.set(ref, {"name": name, "owner": owner, "expires_at": stamp + ttl})
             return True
 

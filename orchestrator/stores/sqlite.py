@@ -208,6 +208,8 @@ class SqliteJobStore(JobStore):
             row = conn.execute("SELECT owner, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
             if row and row["owner"] != owner and row["expires_at"] > stamp:
                 return False
+            if row and row["owner"] == owner and row["expires_at"] - stamp > ttl / 2:
+                return True  # ours with more than half of it left: no write
             conn.execute(
                 "INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",

@@ -285,6 +285,16 @@ def test_locks_are_exclusive_until_they_expire(store):
     assert not store.try_lock("dispatcher", "svc-1", 10, now + timedelta(seconds=17))
 
 
+def test_the_owner_renews_only_once_half_the_lease_is_left(store):
+    now = BASE_TIME
+    assert store.try_lock("dispatcher", "svc-1", 10, now)  # held until 10
+    assert store.try_lock("dispatcher", "svc-1", 10, now + timedelta(seconds=3))  # 7 left: no write
+    assert store.try_lock("dispatcher", "svc-2", 10, now + timedelta(seconds=11))  # so it still ended at 10
+    assert not store.try_lock("dispatcher", "svc-1", 10, now + timedelta(seconds=12))
+    assert store.try_lock("dispatcher", "svc-2", 10, now + timedelta(seconds=17))  # 4 left: renewed until 27
+    assert not store.try_lock("dispatcher", "svc-1", 10, now + timedelta(seconds=26))
+
+
 def test_release_frees_the_lock_only_for_its_owner(store):
     now = BASE_TIME
     assert store.try_lock("dispatcher", "svc-1", 60, now)

@@ -43,8 +43,10 @@ class Clock:
 
 @pytest.fixture(params=BACKENDS)
 def world(request, tmp_path):
+    # The write gap (1 s on gcp) is left out: this clock stands still, so a fresh job would never
+    # come of age (the gap is tested in tests/unit/test_dispatcher.py and tests/gcp/test_push.py).
     values = dict(LAXAI_HOME=tmp_path / "home", GOOGLE_CLOUD_PROJECT=GCP_PROJECT, TASK_TIMEOUT=TASK_TIMEOUT,
-                  LEASE_SECONDS=600, CANCEL_GRACE_SECONDS=60, MAX_RECOVERIES=0)
+                  LEASE_SECONDS=600, CANCEL_GRACE_SECONDS=60, MAX_RECOVERIES=0, STORE_WRITE_GAP=0)
     if request.param == "gcp":
         request.getfixturevalue("clean_firestore")
         names = request.getfixturevalue("pubsub_names")

@@ -39,3 +39,10 @@ def test_api_tokens_bind_tenants_and_a_local_token_is_generated(tmp_path):
     assert generated == {token: "local"} and len(token) >= 24
     assert (tmp_path / "api-token").stat().st_mode & 0o077 == 0  # readable by its owner only
     assert load_settings(LAXAI_HOME=tmp_path).api_tokens == generated  # stable across restarts
+
+
+def test_the_store_write_gap_is_one_second_on_gcp_and_off_locally(tmp_path):
+    assert load_settings(LAXAI_HOME=tmp_path).write_gap == 0  # SQLite has no per-document write limit
+    assert load_settings(LAXAI_HOME=tmp_path, LAXAI_BACKEND="gcp").write_gap == 1.0  # Firestore: ~1 write/s
+    assert load_settings(LAXAI_HOME=tmp_path, LAXAI_BACKEND="gcp", STORE_WRITE_GAP=0).write_gap == 0
+    assert load_settings(LAXAI_HOME=tmp_path, STORE_WRITE_GAP=0.5).write_gap == 0.5

@@ -6,19 +6,21 @@ exercised end to end in tests/e2e.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 
 from orchestrator.backends import open_backend
 from orchestrator.config import load_settings
-from orchestrator.dispatcher import Dispatcher
+from orchestrator.dispatcher import STAMP_SLACK, Dispatcher
 from orchestrator.domain.job import EndReason, Origin, utcnow
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import worker_started
 from orchestrator.launchers.base import Launcher, LaunchError
 from orchestrator.service import JobService
+from tests.support import write_times
 
 
 class RecordingLauncher(Launcher):
@@ -180,3 +182,71 @@ def test_only_the_lock_holder_dispatches(env, tmp_path):
     assert dispatcher.tick() == []  # locked out while other's lock is valid
     clock.advance(60)
     assert len(dispatcher.tick()) == 1
+
+
+# -- the write gap (STORE_WRITE_GAP; on by default on the gcp backend only) ---------------------
+
+GAP = 0.4
+
+
+@pytest.fixture
+def gapped(tmp_path):
+    """A dispatcher on the real clock with a write gap, over a SQLite store whose writes are stamped."""
+    settings = load_settings(LAXAI_HOME=tmp_path, MAX_CONCURRENT_JOBS=1, STORE_WRITE_GAP=GAP)
+    launcher = RecordingLauncher()
+    backend = open_backend(settings, launcher)
+    write_times.install(settings.db_path)
+    dispatcher = Dispatcher(backend)
+    yield JobService(backend), dispatcher, launcher, settings.db_path
+    dispatcher.stop()
+    backend.close()
+
+
+def test_a_fresh_job_waits_out_the_gap_and_its_launch_record_keeps_it(gapped):
+    service, dispatcher, launcher, db = gapped
+    task = submit(service)
+    assert dispatcher.tick() == [] and launcher.launched == []  # created just now: left for a later pass
+    assert status(service, task) is JobStatus.QUEUED
+    wait = dispatcher.deferred_for()
+    assert wait is not None and 0 < wait <= GAP + STAMP_SLACK
+    time.sleep(wait)
+    (job,) = dispatcher.tick()
+    assert job.task_id == task and job.current_attempt.execution == f"fake:{task}:1"
+    assert dispatcher.deferred_for() is None
+    stamped = write_times.writes(db, task)
+    assert [kind for kind, _ in stamped] == ["created", "status:running", "launched"]
+    assert all(gap >= GAP for _, _, gap in write_times.gaps(stamped)), write_times.gaps(stamped)
+
+
+def test_a_deferred_job_keeps_its_place_in_the_order(gapped):
+    service, dispatcher, launcher, _ = gapped
+    older = submit(service, "a")
+    time.sleep(GAP + STAMP_SLACK)
+    urgent = submit(service, "b", priority=5)
+    # One slot: the fresh high-priority job is first in line, so the older one does not take the slot meanwhile.
+    assert dispatcher.tick() == []
+    time.sleep(dispatcher.deferred_for())
+    assert [job.task_id for job in dispatcher.tick()] == [urgent]
+    assert status(service, older) is JobStatus.QUEUED
+
+
+def test_the_pull_loop_comes_back_for_a_deferred_job_before_its_interval(gapped):
+    service, dispatcher, launcher, _ = gapped
+    dispatcher.settings.DISPATCH_INTERVAL = 30  # the next timed pass would be far off
+    dispatcher.start()
+    started = time.monotonic()
+    task = submit(service)  # its queue message wakes the loop, whose pass defers the job
+    while not launcher.launched and time.monotonic() - started < 10:
+        time.sleep(0.05)
+    assert launcher.launched == [(task, 1)]
+    assert time.monotonic() - started < 5  # within a few gaps, not DISPATCH_INTERVAL
+
+
+def test_without_a_gap_a_fresh_job_is_claimed_and_recorded_at_once(env):
+    service, dispatcher, launcher, clock = env
+    clock.now = utcnow() - timedelta(hours=1)  # even "before" it was written: no gap, no wait
+    task = submit(service)
+    started = time.monotonic()
+    (job,) = dispatcher.tick()
+    assert job.task_id == task and time.monotonic() - started < GAP
+    assert dispatcher.deferred_for() is None

@@ -1,0 +1,109 @@
+"""One write gate per worker process: its writes to the job document leave ``write_gap`` seconds between them.
+
+Firestore sustains about one write per second per document. A worker writes its
+job from three places (the heartbeat thread, the progress reporter and the
+runner's own transitions: worker_started, the lease confirmation, the closing
+write), each throttled on its own, so without a shared clock two of them could
+land within a second (e.g. the last epoch's progress, then the closing write).
+``GatedStore`` wraps the store: every ``update`` waits until the gap has passed
+since the end of the previous one (a write commits before its call returns, so
+ends + gap apart means commits at least gap apart) and the updates of all
+threads run one at a time. Reads pass straight through, and tell the gate when
+someone else (the dispatcher, a cancel request) last wrote the job
+(``updated_at``), so the worker's next write keeps its distance from theirs too.
+
+With a gap of 0 (the local backend) the gate only serializes the writes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from orchestrator.domain.job import Job
+from orchestrator.stores.base import JobStore, Mutation
+
+# ``updated_at`` is stamped inside the transition, a little before its write commits: count
+# another writer's write as this much later than its stamp.
+STAMP_SLACK = 0.25
+
+
+class _FifoLock:
+    """A lock handed to its waiters in arrival order: a writer that writes often (progress at
+    short epochs) cannot keep the heartbeat out, as it might with ``threading.Lock``."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+        self._held = False
+
+    def acquire(self) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # release() handed the lock over: it stays held
+
+    def release(self) -> None:
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._held = False
+
+
+class WriteGate:
+    """A shared last-write clock (wall time, to compare with other processes' ``updated_at``)."""
+
+    def __init__(self, gap: float, clock=time.time, sleep=time.sleep):  # noqa: ANN001 - injectable for tests
+        self.gap = max(0.0, gap)
+        self._clock, self._sleep = clock, sleep
+        self._last = float("-inf")  # when the previous write ended (or another writer's was seen)
+        self._lock = _FifoLock()  # held from the wait through the write: one writer at a time, in turn
+
+    def saw(self, written_at: datetime | None) -> None:
+        """Another writer stamped the document ``written_at`` (plus STAMP_SLACK for its commit;
+        clamped to now, so a clock ahead of ours cannot stall the worker)."""
+        if written_at is None or self.gap <= 0:
+            return
+        self._last = max(self._last, min(written_at.timestamp() + STAMP_SLACK, self._clock()))
+
+    def wait_seconds(self) -> float:
+        return max(0.0, self._last + self.gap - self._clock())
+
+    def __enter__(self) -> WriteGate:
+        self._lock.acquire()
+        wait = self.wait_seconds()
+        if wait > 0:
+            self._sleep(wait)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Counted even when the write failed or declined: a failed call may still have committed.
+        self._last = max(self._last, self._clock())
+        self._lock.release()
+
+
+class GatedStore:
+    """A JobStore whose ``update`` goes through a WriteGate; everything else is the wrapped store's."""
+
+    def __init__(self, store: JobStore, gate: WriteGate):
+        self.inner, self.gate = store, gate
+
+    def update(self, task_id: str, fn: Mutation, kind: str = "update") -> Job | None:
+        with self.gate:
+            return self.inner.update(task_id, fn, kind=kind)
+
+    def get(self, task_id: str) -> Job | None:
+        job = self.inner.get(task_id)
+        if job is not None:
+            self.gate.saw(job.updated_at)
+        return job
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
