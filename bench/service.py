@@ -1,6 +1,6 @@
 """``laxai serve`` as a subprocess for the benchmarks, plus helpers to read its jobs and workers.
 
-Like ``tests/support/serve.py``'s ServeProcess, but started as
+``Service`` is ``tests/support/serve.py``'s ServeProcess started as
 ``python -m orchestrator.cli serve`` with the running interpreter, so it also
 works where the package is not installed (the GPU machine, from PYTHONPATH).
 Each service gets its own LAXAI_HOME and API token.
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,84 +17,34 @@ from typing import Any
 
 import httpx
 
+from tests.support.serve import ServeProcess
+
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789"
 TENANT = "bench"
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Service(ServeProcess):
+    """One ``laxai serve`` process; ``env`` adds or overrides environment variables.
 
-
-class Service:
-    """One ``laxai serve`` process; ``env`` adds or overrides environment variables."""
+    The tests' ServeProcess, run as ``python -m orchestrator.cli`` with the running
+    interpreter, the bench token and the service's own defaults (DISPATCH_INTERVAL
+    included, which the tests shorten), logging warnings only."""
 
     def __init__(self, home: Path, **env: Any):
-        self.home = home.resolve()  # workers see the resolved path in LAXAI_HOME (kill_workers matches it)
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "LAXAI_HOME": str(home),
-            "LAXAI_API_TOKENS": f"{TOKEN}:{TENANT}",
-            "LAXAI_BACKEND": "local",
-            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
-            "PYTHONUNBUFFERED": "1",
-            **{k: str(v) for k, v in env.items()},
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = home / f"serve-{self.port}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60) -> Service:
-        self.home.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(self.port),
-                   "--log-level", "warning"]
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                         start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"laxai serve exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"laxai serve did not answer on {self.url}: {self.log_tail()}")
+        # Workers see the resolved path in LAXAI_HOME (kill_workers matches it).
+        defaults = {"LAXAI_BACKEND": "local", "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+        super().__init__(home.resolve(), token=TOKEN, tenant=TENANT, serve_args=("--log-level", "warning"),
+                         program=(sys.executable, "-m", "orchestrator.cli"), extra_env={**defaults, **env})
+        if "DISPATCH_INTERVAL" not in env:
+            self.env.pop("DISPATCH_INTERVAL", None)
 
     def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20) -> None:
-        """Stop the service (workers run in their own sessions: see ``kill_workers``)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        return self.output()[-chars:]
 
     def client(self, timeout: float = 60) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=timeout)
-
-    def __enter__(self) -> Service:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def job_body(epochs: int = 1, imgsz: int = 32, dataset: str = "synthetic:8", batch: int = 8,

@@ -37,8 +37,9 @@ class ServeProcess:
     def __init__(self, home: Path, token: str = "e2e-token-123456", tenant: str = "e2e",
                  serve_args: tuple[str, ...] = (), *, base_env: Mapping[str, str] | None = None,
                  extra_env: Mapping[str, Any] | None = None, log_dir: Path | None = None,
-                 port: int | None = None, **env: Any):
-        """``serve_args`` go after ``laxai serve --port N`` (e.g. ``("--backend", "gcp")``).
+                 port: int | None = None, program: tuple[str, ...] = (LAXAI,), **env: Any):
+        """``serve_args`` go after ``laxai serve --port N`` (e.g. ``("--backend", "gcp")``);
+        ``program`` is what runs ``serve`` (the benchmarks use ``python -m orchestrator.cli``).
 
         The child's environment is ``base_env`` (default ``os.environ``), then the test
         defaults (LAXAI_HOME, LAXAI_API_TOKENS from ``token``/``tenant``, offline W&B...),
@@ -49,6 +50,7 @@ class ServeProcess:
         self.home = home
         self.token = token
         self.serve_args = tuple(serve_args)
+        self.program = tuple(program)
         self.port = port or free_port()
         self.env = {
             **(os.environ if base_env is None else base_env),
@@ -81,7 +83,7 @@ class ServeProcess:
         """Start (or start again, on the same port) and wait until /healthz answers."""
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self._next_log(), "ab") as out:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen([LAXAI, "serve", "--port", str(self.port), *self.serve_args],
+            self.proc = subprocess.Popen([*self.program, "serve", "--port", str(self.port), *self.serve_args],
                                          env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
                                          start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -94,6 +96,7 @@ class ServeProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"laxai serve did not answer on {self.url}: {self.output()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
