@@ -13,7 +13,9 @@ posted. The shape of ``job.notify``:
     retries [task_id]       retries made of this job (changes its Retry button)
 
 A store failure is logged and returned as "nothing changed", never raised: the
-notifier is an observer and must not fail anything.
+notifier is an observer and must not fail anything. With a store write gap (1 s
+on the gcp backend) each of these writes waits until the job document's last
+write is that old, so a message costs the sender about a second there.
 """
 
 from __future__ import annotations

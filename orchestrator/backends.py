@@ -75,7 +75,7 @@ def open_backend(settings: Settings, launcher: Launcher | None = None) -> Backen
         from orchestrator.stores.sqlite import SqliteJobStore
 
         settings.home.mkdir(parents=True, exist_ok=True)
-        store = SqliteJobStore(settings.db_path)
+        store = SqliteJobStore(settings.db_path, write_gap=settings.write_gap)
         queue = LocalJobQueue(settings.db_path)
         artifacts = LocalArtifactStore(settings.home / "artifacts")
         registry = SqliteModelRegistry(settings.db_path)

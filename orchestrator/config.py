@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     CANCEL_POLL_SECONDS: float = Field(1.0, gt=0)  # how often a worker looks for a cancel request (a read)
     PROGRESS_INTERVAL: float = Field(2.0, ge=0)  # at most one progress write per this many seconds
     DISPATCH_INTERVAL: float = Field(1.0, gt=0)
-    # Seconds between two writes to one job document (Firestore sustains ~1 write/s per document).
+    # Least seconds between two writes to one job document, by any writer: the store's update waits
+    # for it (Firestore sustains ~1 write/s per document).
     # Unset: 1.0 on the gcp backend, 0 (no gap) on local, where SQLite has no such limit and the
     # dispatch latency matters more. See ``write_gap``.
     STORE_WRITE_GAP: float | None = Field(None, ge=0, le=10)

@@ -27,7 +27,8 @@ def open_gcp_parts(settings: Settings) -> tuple[FirestoreJobStore, PubSubJobQueu
                                                 FirestoreModelRegistry]:
     """(store, queue, artifacts, registry) for ``LAXAI_BACKEND=gcp``."""
     client = firestore_client(settings)
-    store = FirestoreJobStore(client, settings.FIRESTORE_COLLECTION, close_client=True)
+    store = FirestoreJobStore(client, settings.FIRESTORE_COLLECTION, close_client=True,
+                               write_gap=settings.write_gap)
     registry = FirestoreModelRegistry(client)
     queue = PubSubJobQueue.from_settings(settings)
     if os.environ.get("PUBSUB_EMULATOR_HOST"):

@@ -16,6 +16,9 @@ Semantics match ``SqliteJobStore`` (the contract suite runs against both):
 - ``watch`` follows ``on_snapshot`` of the collection; ``last_change`` names the
   kind of the newest change. Snapshots coalesce quick successive writes (allowed by
   the contract: the newest version per job, in version order).
+- ``write_gap``: an update reads the document's ``update_time`` (the server's
+  commit time of its previous write) in its transaction and, when that is less
+  than the gap ago, backs out and tries again once it has passed.
 - Locks live in a ``locks`` collection, taken and released in transactions; the
   owner renews (writes) only once at most half of the lease is left.
 
@@ -57,7 +60,7 @@ from google.cloud.firestore_v1.watch import ChangeType
 
 from orchestrator.domain.job import Job, utcnow
 from orchestrator.domain.status import JobStatus
-from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, StoreError, Watch
+from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, StoreError, TooSoon, Watch
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +130,9 @@ class FirestoreJobStore(JobStore):
     """Job records in a Firestore collection."""
 
     def __init__(self, client: firestore.Client, collection: str = "training_jobs", *,
-                 locks_collection: str = "locks", close_client: bool = False):
+                 locks_collection: str = "locks", close_client: bool = False, write_gap: float = 0.0):
         self.client = client
+        self.write_gap = max(0.0, write_gap)
         self.collection = collection
         self._jobs = client.collection(collection)
         self._keys = client.collection(f"{collection}_idempotency")
@@ -203,12 +207,23 @@ class FirestoreJobStore(JobStore):
             changed = fn(current)
             if changed is None or changed == current:
                 return None
+            if self.write_gap > 0 and snapshot.update_time != waited_for:
+                # The server's commit time of the previous write, against our clock.
+                since = time.time() - snapshot.update_time.timestamp()
+                if since < self.write_gap:
+                    raise TooSoon(min(self.write_gap - since, self.write_gap), snapshot.update_time)
             changed = changed.model_copy(update={"version": current.version + 1})
             tx.set(ref, self._encode(changed, kind))
             return changed
 
-        with self._stripes("job", task_id):
-            return run_transaction(self.client, body, f"update {task_id}")
+        waited_for: Any = None  # the previous write this call already waited a gap for
+        while True:
+            with self._stripes("job", task_id):
+                try:
+                    return run_transaction(self.client, body, f"update {task_id}")
+                except TooSoon as early:
+                    wait, waited_for = early.wait, early.last_write
+            time.sleep(wait)  # outside the transaction and the stripe: nothing is held meanwhile
 
     # -- reads ----------------------------------------------------------------
 

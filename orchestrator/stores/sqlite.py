@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from orchestrator.domain.job import Job, utcnow
 from orchestrator.domain.status import JobStatus
 from orchestrator.sqlite_db import SqliteDatabase
-from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, PollingWatch, StoreError, Watch
+from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, PollingWatch, StoreError, TooSoon, Watch
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ CREATE TABLE IF NOT EXISTS job_events (
     kind TEXT NOT NULL,
     data TEXT NOT NULL
 );
+-- When each job was last written (kept only with a write gap: see SqliteJobStore).
+CREATE TABLE IF NOT EXISTS job_writes (
+    task_id TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -59,8 +65,9 @@ EVENTS_KEPT = 50_000
 class SqliteJobStore(JobStore):
     """Job records in ``<LAXAI_HOME>/laxai.db``."""
 
-    def __init__(self, path: Path | str, watch_interval: float = 0.1):
+    def __init__(self, path: Path | str, watch_interval: float = 0.1, write_gap: float = 0.0):
         self.db = SqliteDatabase(path, SCHEMA)
+        self.write_gap = max(0.0, write_gap)
         self.watch_interval = watch_interval
         self._writes = 0
 
@@ -102,6 +109,7 @@ class SqliteJobStore(JobStore):
                 values = self._row_values(job)
                 conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
                 self._append_event(conn, job, "created", values[-1])
+                self._stamp(conn, job.task_id)
         except sqlite3.IntegrityError as exc:
             existing = self.get(job.task_id)
             if existing is not None:
@@ -111,7 +119,32 @@ class SqliteJobStore(JobStore):
             raise StoreError(str(exc)) from exc
         return job, True
 
+    def _stamp(self, conn: sqlite3.Connection, task_id: str) -> None:
+        """Record the time of this write (only with a write gap: nothing to keep otherwise)."""
+        if self.write_gap > 0:
+            conn.execute("INSERT INTO job_writes (task_id, at) VALUES (?, ?) "
+                         "ON CONFLICT(task_id) DO UPDATE SET at = excluded.at", (task_id, time.time()))
+
+    def _too_soon(self, conn: sqlite3.Connection, task_id: str, waited_for: float | None) -> None:
+        if self.write_gap <= 0:
+            return
+        row = conn.execute("SELECT at FROM job_writes WHERE task_id = ?", (task_id,)).fetchone()
+        if row is None or row["at"] == waited_for:
+            return
+        since = time.time() - row["at"]
+        if since < self.write_gap:
+            raise TooSoon(min(self.write_gap - since, self.write_gap), row["at"])
+
     def update(self, task_id: str, fn: Mutation, kind: str = "update") -> Job | None:
+        waited_for = None  # the previous write this call already waited a gap for
+        while True:
+            try:
+                return self._update_once(task_id, fn, kind, waited_for)
+            except TooSoon as early:
+                waited_for = early.last_write
+                time.sleep(early.wait)  # out of the transaction: the write lock is free meanwhile
+
+    def _update_once(self, task_id: str, fn: Mutation, kind: str, waited_for: float | None) -> Job | None:
         try:
             with self.db.write() as conn:
                 row = conn.execute("SELECT data FROM jobs WHERE task_id = ?", (task_id,)).fetchone()
@@ -121,6 +154,7 @@ class SqliteJobStore(JobStore):
                 changed = fn(current)
                 if changed is None or changed == current:
                     return None
+                self._too_soon(conn, task_id, waited_for)
                 changed = changed.model_copy(update={"version": current.version + 1})
                 values = self._row_values(changed)
                 conn.execute(
@@ -129,6 +163,7 @@ class SqliteJobStore(JobStore):
                     (values[2], values[3], values[5], values[7], values[8], task_id, current.version),
                 )
                 self._append_event(conn, changed, kind, values[-1])
+                self._stamp(conn, task_id)
                 return changed
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc

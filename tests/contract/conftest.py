@@ -32,18 +32,19 @@ def open_store(backend: str, tmp_path, request: pytest.FixtureRequest):
     if backend == "gcp":
         request.getfixturevalue("clean_firestore")
 
-    def make():
+    def make(write_gap: float = 0.0):
         if backend == "local":
             from orchestrator.stores.sqlite import SqliteJobStore
 
-            made = SqliteJobStore(tmp_path / "laxai.db", watch_interval=0.02)
+            made = SqliteJobStore(tmp_path / "laxai.db", watch_interval=0.02, write_gap=write_gap)
         else:
             from google.cloud import firestore
 
             from orchestrator.stores.firestore import FirestoreJobStore
 
             # Each store has its own client, as each process would.
-            made = FirestoreJobStore(firestore.Client(project=GCP_PROJECT), "training_jobs", close_client=True)
+            made = FirestoreJobStore(firestore.Client(project=GCP_PROJECT), "training_jobs", close_client=True,
+                                     write_gap=write_gap)
         opened.append(made)
         return made
 

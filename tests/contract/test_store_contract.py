@@ -75,6 +75,58 @@ def test_concurrent_creates_with_one_key_store_one_job(open_store):
     assert len(stores[0].list()) == 1
 
 
+def test_writes_to_one_job_keep_the_write_gap_across_store_instances(open_store):
+    """Two instances (two processes) writing one job, from four threads: every update lands, and
+    no two commits are closer than the gap, so the writes take at least the gap each."""
+    gap = 0.3
+    stores = [open_store(write_gap=gap), open_store(write_gap=gap)]
+    job, _ = stores[0].create(make_job())
+    writes = 8
+    began = time.monotonic()
+
+    def bump(i):
+        for _ in range(writes // 4):
+            assert stores[i % 2].update(job.task_id, increment, kind="notify") is not None
+
+    run_threads(4, bump)
+    took = time.monotonic() - began
+    final = stores[1].get(job.task_id)
+    assert final.notify["n"] == writes and final.version == 1 + writes
+    assert took >= writes * gap * 0.95, f"{writes} writes took {took:.2f} s with a {gap} s gap"
+    # A mutation that declines writes nothing, so it does not wait for the gap.
+    stores[0].update(job.task_id, increment)
+    began = time.monotonic()
+    assert stores[1].update(job.task_id, lambda j: None) is None
+    assert time.monotonic() - began < gap / 2
+
+
+def test_a_clock_behind_the_last_writers_waits_one_gap_not_the_skew(open_store, monkeypatch):
+    """A writer whose clock is 5 s behind (the other instance's, or Firestore's commit time)
+    waits one gap for the write it saw, then goes ahead: it is not held for the skew."""
+    import sys
+    import types
+
+    gap = 0.3
+    store = open_store(write_gap=gap)
+    job, _ = store.create(make_job())
+    store.update(job.task_id, increment)
+    behind = types.SimpleNamespace(time=lambda: time.time() - 5.0, sleep=time.sleep)
+    monkeypatch.setattr(sys.modules[type(store).__module__], "time", behind)
+    began = time.monotonic()
+    assert store.update(job.task_id, increment) is not None
+    took = time.monotonic() - began
+    assert gap * 0.9 <= took < 3 * gap, took
+
+
+def test_without_a_write_gap_updates_do_not_wait(store):
+    job, _ = store.create(make_job())
+    began = time.monotonic()
+    for _ in range(5):
+        store.update(job.task_id, increment)
+    assert store.get(job.task_id).notify["n"] == 5
+    assert time.monotonic() - began < 5 * 0.3  # what the gap test above needs at the least
+
+
 # -- queries ------------------------------------------------------------------
 
 
