@@ -323,9 +323,12 @@ class SlackFrontEnd:
         message_ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
         # The same card (ts) knowing the same number of retries (seen) is the same click.
         key = idempotency_key("retry", caller.tenant, task_id, message_ts, seen)
-        origin = Origin(source="slack", user=caller.user, team=caller.team, channel=caller.channel,
-                        request_id=caller.request or None)
         thread = self._thread_of(body)
+        # Where the clicked message lives: its thread, or its own ts when it is the top-level card.
+        # The service prefers what the original job knows, but its card's ts may not be stored yet
+        # (on gcp the notifier's record waits for the store's write gap).
+        origin = Origin(source="slack", user=caller.user, team=caller.team, channel=caller.channel,
+                        thread_ts=thread or message_ts or None, request_id=caller.request or None)
         try:
             new = self.service.retry(caller.tenant, task_id, origin=origin, idempotency_key=key)
         except NotFound:

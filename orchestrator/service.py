@@ -140,7 +140,8 @@ class JobService:
         if original.origin.source == "slack" and (origin is None or origin.source == "slack"):
             # A retry of a retry already lives in a thread: keep to its root (Slack threads
             # are one level deep; card_ts is then a reply's ts, not a thread).
-            thread = original.origin.thread_ts or original.notify.get("card_ts")
+            thread = (original.origin.thread_ts or original.notify.get("card_ts")
+                      or (origin.thread_ts if origin is not None else None))
             base = base.model_copy(update={"channel": original.origin.channel, "thread_ts": thread,
                                            "team": original.origin.team})
         job, _ = self.submit(original.spec, base, idempotency_key=idempotency_key, retry_of=original.task_id)
