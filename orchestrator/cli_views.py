@@ -99,7 +99,7 @@ def summary(view: dict[str, Any], models: list[dict[str, Any]] | None = None) ->
         table.add_row("Registry", f"{artifacts['registry_name']} v{artifacts.get('registry_version')}")
     if artifacts.get("wandb_url") or artifacts.get("wandb_run"):
         table.add_row("W&B", artifacts.get("wandb_url") or artifacts.get("wandb_run"))
-    started, finished = _when(view.get("started_at")), _when(view.get("finished_at"))
+    finished = _when(view.get("finished_at"))
     created = _when(view.get("created_at"))
     if finished and created:
         table.add_row("Wall time", duration((finished - created).total_seconds()))

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from orchestrator.domain.spec import spec_field_names
+
+if TYPE_CHECKING:
+    from orchestrator.domain.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def errors_from_list(errors: list[dict[str, Any]], prefix: tuple[str, ...] = (),
     return result
 
 
-def parse_spec(data: dict[str, Any]) -> "JobSpec":
+def parse_spec(data: dict[str, Any]) -> JobSpec:
     """A JobSpec from plain data, or SpecError naming every bad field."""
     from orchestrator.domain.spec import JobSpec
 

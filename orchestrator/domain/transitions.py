@@ -220,7 +220,7 @@ def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rat
         message = (f"gave up after {recoveries} lost executions (MAX_RECOVERIES={max_recoveries}); "
                    f"last: {reason.value}" + (f" ({detail})" if detail else ""))
         return _move(job, JobStatus.FAILED, now, finished_at=now, recoveries=recoveries,
-                     error=JobError(reason=f"too_many_recoveries", message=message), **base,
+                     error=JobError(reason="too_many_recoveries", message=message), **base,
                      progress=job.progress.model_copy(update={"message": "Failed: too many interruptions",
                                                               "updated_at": now}))
     words = {
