@@ -17,6 +17,9 @@ job whose last write (``updated_at``: its creation, a requeue) is younger than
 the gap for a later pass (``deferred_for`` says when; the loops and the push
 handler come back then), and records the launched execution no sooner than the
 gap after the claim (the pass sleeps the rest of it, once for all its claims).
+The store's ``update`` keeps the gap anyway (for every writer); this is the
+dispatcher planning around it, so a pass neither blocks on a fresh job nor waits
+a gap per launch.
 
 Queue messages only wake the dispatcher; the store is the truth, so a job over the
 cap stays queued and is started when a slot frees, whatever the queue's retry

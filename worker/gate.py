@@ -13,6 +13,10 @@ someone else (the dispatcher, a cancel request) last wrote the job
 (``updated_at``), so the worker's next write keeps its distance from theirs too.
 
 With a gap of 0 (the local backend) the gate only serializes the writes.
+
+The store's ``update`` keeps the gap too, for every writer (the guarantee); the
+gate is the worker's plan around it: in-turn writes (a heartbeat is never
+starved by frequent progress), spaced so they seldom have to wait in the store.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ token: when any transition is refused the attempt is no longer ours, and the
 worker stops without writing anything more.
 
 Every write to the job goes through one ``WriteGate`` (worker/gate.py), shared
-with the heartbeat and progress threads: on the gcp backend the worker's writes
-land at least ``settings.write_gap`` (1 s) apart, and apart from the dispatcher's
-launch record too, as Firestore allows about one write per second per document.
+with the heartbeat and progress threads. The store itself keeps
+``settings.write_gap`` (1 s on gcp) between any two writes to a job; the gate
+plans around it: the worker's threads write one at a time, in turn, spaced by
+the gap, and after the dispatcher's launch record, so they seldom wait inside
+the store or race each other there.
 
 Exit codes: 0 the worker wrote the job's final or requeued state itself;
 3 the attempt was not (or no longer) ours; 1 the store could not be written.
