@@ -47,7 +47,7 @@ def command_request(port: int, text: str = TINY, user: str = "U0BENCH", channel:
     """A freshly signed ``/train`` slash command as raw HTTP (new trigger id, so a new job each time)."""
     from tests.slack.slack_requests import EVENTS_PATH, sign
 
-    body = _sender(port).command_body(text, user=user, channel=channel)
+    body = sender(port).command_body(text, user=user, channel=channel)
     headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Slackbot 1.0",
                **sign(SIGNING_SECRET, body)}
     return loadgen.request("POST", EVENTS_PATH, f"127.0.0.1:{port}", body.encode(), headers)
@@ -56,7 +56,7 @@ def command_request(port: int, text: str = TINY, user: str = "U0BENCH", channel:
 _senders: dict[int, Any] = {}
 
 
-def _sender(port: int) -> Any:
+def sender(port: int) -> Any:
     """A SlackSender for the service on ``port`` (it builds Slack's form bodies)."""
     from tests.slack.slack_requests import SlackSender
 
@@ -66,6 +66,6 @@ def _sender(port: int) -> Any:
 
 
 def close_senders() -> None:
-    for sender in _senders.values():
-        sender.close()
+    for each in _senders.values():
+        each.close()
     _senders.clear()

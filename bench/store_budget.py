@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from bench.core import Context, Measure, Result
@@ -106,7 +107,7 @@ def _watch_one_job(ctx: Context, name: str, via_slack: bool, epochs: int, images
     from google.cloud import firestore
 
     from bench import emulators
-    from bench.slack import TEAM, TINY, close_senders, fake_slack, need_bot, slack_env
+    from bench.slack import TEAM, close_senders, fake_slack, need_bot, sender, slack_env
 
     emulators.clear_firestore()
     env = emulators.gcp_env()
@@ -118,24 +119,23 @@ def _watch_one_job(ctx: Context, name: str, via_slack: bool, epochs: int, images
     home = ctx.scratch(f"store-{name}")
     fake = None
     try:
-        deadline = time.monotonic() + 30
-        while len(recorder.first) < len(collections) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if via_slack:
-            need_bot()
-            fake = fake_slack()
-            fake.__enter__()
-            # The bench token speaks for the Slack team, so /jobs and /status see the /train job.
-            env = {**env, **slack_env(fake), "LAXAI_API_TOKENS": f"{TOKEN}:{TEAM}"}
-        with Service(home, **env) as service, service.client() as client_http:
+        with ExitStack() as stack:
+            deadline = time.monotonic() + 30
+            while len(recorder.first) < len(collections) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if via_slack:
+                need_bot()
+                fake = stack.enter_context(fake_slack())
+                stack.callback(close_senders)
+                # The bench token speaks for the Slack team, so /jobs and /status see the /train job.
+                env = {**env, **slack_env(fake), "LAXAI_API_TOKENS": f"{TOKEN}:{TEAM}"}
+            service = stack.enter_context(Service(home, **env))
+            client_http = stack.enter_context(service.client())
             started = time.time()
             if via_slack:
-                from bench.slack import _sender
-
-                text = TINY.replace("epochs=1", f"epochs={epochs}").replace("imgsz=32", f"imgsz={imgsz}") \
-                    .replace("synthetic:8", f"synthetic:{images}")
                 before = {j["task_id"] for j in client_http.get("/jobs").json().get("jobs", [])}
-                sent = _sender(service.port).command(text + " name=bench-store")
+                sent = sender(service.port).command(f"epochs={epochs} imgsz={imgsz} dataset=synthetic:{images} "
+                                                    "arch=yolov8n name=bench-store")
                 if sent.status != 200:
                     raise RuntimeError(f"/train answered {sent.status}: {sent.text[:300]}")
                 task = _new_task(client_http, before)
@@ -146,7 +146,7 @@ def _watch_one_job(ctx: Context, name: str, via_slack: bool, epochs: int, images
                 task = response.json()["task_id"]
             view = wait_for(client_http, [task], timeout=1800)[task]
             finished = time.time()
-            if via_slack:  # the final reply and card edit come after the job ends
+            if fake is not None:  # the final reply and card edit come after the job ends
                 _wait_for_final(fake, task)
             time.sleep(2.0)  # let the last snapshots arrive
             with recorder.guard:
@@ -155,9 +155,6 @@ def _watch_one_job(ctx: Context, name: str, via_slack: bool, epochs: int, images
         for watch in watches:
             watch.unsubscribe()
         kill_workers(home)
-        if fake is not None:
-            close_senders()
-            fake.__exit__(None, None, None)
     if view["status"] != "completed":
         raise RuntimeError(f"store-budget job {task} ended {view['status']}: {view.get('error')}")
     return Scenario(name, jobs, task, finished - started, writes)

@@ -47,13 +47,11 @@ from orchestrator.domain.job import EndReason, Job, utcnow
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import claim, finish, record_execution, requeue
 from orchestrator.launchers.base import LaunchError
+from orchestrator.stores.base import STAMP_SLACK
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "dispatcher"
-# ``updated_at`` is stamped inside a transition, a little before its write commits: a job counts
-# as written this much after its stamp when the write gap is checked.
-STAMP_SLACK = 0.25
 
 
 class Dispatcher:

@@ -28,11 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.domain.job import Job
-from orchestrator.stores.base import JobStore, Mutation
-
-# ``updated_at`` is stamped inside the transition, a little before its write commits: count
-# another writer's write as this much later than its stamp.
-STAMP_SLACK = 0.25
+from orchestrator.stores.base import STAMP_SLACK, JobStore, Mutation
 
 
 class _FifoLock:

@@ -26,6 +26,10 @@ from orchestrator.domain.status import JobStatus
 
 Mutation = Callable[[Job], "Job | None"]
 
+# A job's ``updated_at`` is stamped inside its transition, a little before the write commits:
+# writers that plan around the write gap from ``updated_at`` count a write this much later.
+STAMP_SLACK = 0.25
+
 
 class TooSoon(Exception):
     """Raised inside a store's write transaction to back out of it: the job was written less than

@@ -13,13 +13,14 @@ import pytest
 
 from orchestrator.backends import open_backend
 from orchestrator.config import load_settings
-from orchestrator.dispatcher import STAMP_SLACK, Dispatcher
+from orchestrator.dispatcher import Dispatcher
 from orchestrator.domain.job import EndReason, Origin, utcnow
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import worker_started
 from orchestrator.launchers.base import Launcher, LaunchError
 from orchestrator.service import JobService
+from orchestrator.stores.base import STAMP_SLACK
 from tests.support import write_times
 
 
