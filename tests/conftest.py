@@ -1,8 +1,16 @@
-"""Shared test setup: every test gets its own LAXAI_HOME and offline W&B."""
+"""Shared test setup: every test gets its own LAXAI_HOME and offline W&B, and every Firestore
+query a test causes is checked against firestore.indexes.json (tests/support/firestore_queries.py)."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.support import firestore_queries
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.is_registered(firestore_queries):
+        config.pluginmanager.register(firestore_queries, "laxai-firestore-queries")
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ the first entry. Versions count up per (tenant, name) through a counter document
 in ``<collection>_counters``, read and bumped in the same transaction that creates
 the entry, so concurrent registrations never share a version.
 
-Production index (the emulator needs none): (tenant_id, name, created_at DESC) and
-(tenant_id, created_at DESC) for ``list``.
+Production indexes (the emulator needs none): ``firestore.indexes.json`` (see
+orchestrator/stores/firestore.py), which also exempts the ``entry`` map from indexing.
 """
 
 from __future__ import annotations

@@ -374,8 +374,9 @@ def test_the_deploy_wiring_names_these_endpoints_and_settings():
     assert '--push-auth-token-audience="$URL/pubsub/push"' in script
     assert "--destination-run-path=/eventarc/firestore" in script
     assert '--uri="$URL/tasks/tick"' in script and '--oidc-token-audience="$URL/tasks/tick"' in script
-    (assignments,) = re.findall(r'--update-env-vars="\^@\^([^"]+)"', script)  # "@" separates: audiences hold commas
-    names = {pair.split("=", 1)[0] for pair in assignments.split("@")}
+    # "|" separates: audiences hold commas and the account an "@" (tests/deploy runs it against a fake gcloud)
+    (assignments,) = re.findall(r'--update-env-vars="\^\|\^([^"]+)"', script)
+    names = {pair.split("=", 1)[0] for pair in assignments.split("|")}
     assert names == {"PUSH_AUDIENCE", "PUSH_SERVICE_ACCOUNT", "EVENTARC_AUDIENCE", "TICK_AUDIENCE"}
     assert names <= set(Settings.model_fields)
     routes = {route.path for module in (push, eventarc) for route in module.router.routes}
