@@ -49,17 +49,35 @@ class Backend:
             close()
 
 
-def make_launcher(settings: Settings) -> Launcher:
+def launcher_kind(settings: Settings) -> str:
+    """``cloudrun`` or ``local``: LAXAI_LAUNCHER, where ``auto`` means Cloud Run on the gcp backend."""
     kind = settings.LAXAI_LAUNCHER
     if kind == "auto":
         kind = "cloudrun" if settings.LAXAI_BACKEND == "gcp" else "local"
+    return kind
+
+
+def gpu_types_available(settings: Settings) -> tuple[str, ...]:
+    """The ``gpu_type`` values jobs may ask for here: GPU_TYPES_AVAILABLE, else what the launcher
+    can run: a Cloud Run job has the one GPU type it was deployed with (GPU_TYPE); local workers
+    run on this machine's GPU (GPU_TYPE, the price it is billed at) or its CPU."""
+    if settings.GPU_TYPES_AVAILABLE:
+        return settings.GPU_TYPES_AVAILABLE
+    if launcher_kind(settings) == "cloudrun":
+        return (settings.GPU_TYPE,)
+    return tuple(dict.fromkeys((settings.GPU_TYPE, "cpu")))
+
+
+def make_launcher(settings: Settings) -> Launcher:
+    kind = launcher_kind(settings)
     if kind == "cloudrun":
         from orchestrator.launchers.cloudrun import CloudRunJobLauncher
 
         return CloudRunJobLauncher.from_settings(settings)
     from orchestrator.launchers.local import LocalProcessLauncher
 
-    return LocalProcessLauncher(settings.home)
+    return LocalProcessLauncher(settings.home, memory_limit=settings.worker_memory_bytes,
+                                cgroup_root=settings.WORKER_CGROUP_ROOT)
 
 
 def open_backend(settings: Settings, launcher: Launcher | None = None) -> Backend:
@@ -75,7 +93,7 @@ def open_backend(settings: Settings, launcher: Launcher | None = None) -> Backen
         from orchestrator.stores.sqlite import SqliteJobStore
 
         settings.home.mkdir(parents=True, exist_ok=True)
-        store = SqliteJobStore(settings.db_path, write_gap=settings.write_gap)
+        store = SqliteJobStore(settings.db_path, write_gap=settings.write_gap, timeout=settings.STORE_TIMEOUT)
         queue = LocalJobQueue(settings.db_path)
         artifacts = LocalArtifactStore(settings.home / "artifacts")
         registry = SqliteModelRegistry(settings.db_path)

@@ -65,15 +65,22 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on")] = "1
           backend: Annotated[Optional[str], typer.Option(help="local or gcp (default: LAXAI_BACKEND)")] = None,
           log_level: Annotated[str, typer.Option(help="Log level")] = "info") -> None:
     """Run the REST API, the dispatcher and the Slack bot (when configured)."""
+    from rich.markup import escape
+
     from orchestrator.local_service import build_server
     from orchestrator.logs import configure_logging
+    from orchestrator.server import StartupError
 
     if backend:
         os.environ["LAXAI_BACKEND"] = backend
     settings = _settings()
     configure_logging(log_level)
     port = port or settings.PORT
-    server = build_server(settings, host, port, socket_mode=socket_mode, log_level=log_level.lower())
+    try:
+        server = build_server(settings, host, port, socket_mode=socket_mode, log_level=log_level.lower())
+    except StartupError as exc:
+        err.print(f"[red]laxai serve cannot start:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     runtime = server.config.app.state.runtime
     console.print(f"LaxAI Train on http://{host}:{port}  backend={settings.LAXAI_BACKEND}  "
                   f"state={settings.home if settings.LAXAI_BACKEND == 'local' else settings.GOOGLE_CLOUD_PROJECT}")
@@ -103,7 +110,7 @@ def submit(epochs: Annotated[Optional[int], typer.Option(help="1-1000")] = None,
            arch: Annotated[Optional[str], typer.Option(help="yolo11n (alias yolo), yolov8n, ...")] = None,
            imgsz: Annotated[Optional[int], typer.Option(help="multiple of 32, 32-2048")] = None,
            dataset: Annotated[Optional[str], typer.Option(help="synthetic, synthetic:N, data.yaml, dir")] = None,
-           gpu: Annotated[Optional[str], typer.Option(help="nvidia-l4, nvidia-t4, ...")] = None,
+           gpu: Annotated[Optional[str], typer.Option(help="nvidia-l4 or cpu: what the deployment offers")] = None,
            name: Annotated[Optional[str], typer.Option(help="a name for the run")] = None,
            tag: Annotated[Optional[list[str]], typer.Option(help="W&B tag (repeatable)")] = None,
            priority: Annotated[Optional[int], typer.Option(help="0-9, higher first")] = None,

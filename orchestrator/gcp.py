@@ -3,6 +3,10 @@
 Emulator-aware: with ``FIRESTORE_EMULATOR_HOST`` / ``PUBSUB_EMULATOR_HOST`` set,
 the client libraries connect there with anonymous credentials, and the Pub/Sub
 topic and subscriptions are created if missing (tests, one-laptop mode).
+
+``cloud_run_missing`` lists what the Cloud Run launcher needs and lacks (credentials,
+``ARTIFACT_BUCKET``, ``WORKER_JOB_NAME``): ``laxai serve`` refuses to start without
+them rather than accept jobs it can never launch.
 """
 
 from __future__ import annotations
@@ -47,3 +51,25 @@ def open_gcp_parts(settings: Settings) -> tuple[FirestoreJobStore, PubSubJobQueu
         settings.home.mkdir(parents=True, exist_ok=True)
         artifacts = LocalArtifactStore(settings.home / "artifacts")
     return store, queue, artifacts, registry
+
+
+def cloud_run_missing(settings: Settings) -> list[str]:
+    """What the Cloud Run launcher needs and this environment lacks, one line each (empty: ready)."""
+    missing = []
+    try:
+        import google.auth
+        from google.auth.exceptions import GoogleAuthError
+
+        google.auth.default()
+    except (GoogleAuthError, OSError, ValueError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        missing.append(f"Google credentials (Application Default Credentials: {type(exc).__name__}: {text}); "
+                       "on Cloud Run they come from the service account, elsewhere from "
+                       "`gcloud auth application-default login` or GOOGLE_APPLICATION_CREDENTIALS")
+    if not settings.ARTIFACT_BUCKET:
+        missing.append("ARTIFACT_BUCKET: unset; Cloud Run workers keep checkpoints and models only in a "
+                       "bucket (their disks vanish with each execution)")
+    if not settings.WORKER_JOB_NAME.strip():
+        missing.append("WORKER_JOB_NAME: empty; the Cloud Run job that runs the workers")
+    return missing
+

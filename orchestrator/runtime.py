@@ -25,6 +25,11 @@ exception without raising it, so one broken listener never stops the others or
 fails the request that carried the event. No replay: a listener sees changes
 made after it subscribed (scan the store for the current state first, as a
 watcher would).
+
+Health: ``problems()`` names the background loops that cannot be trusted to
+recover (``orchestrator.health``): a loop in ``loops`` past LOOP_FAILURE_LIMIT
+failed passes in a row, or a thread a background service started that died on
+an uncaught exception. ``/healthz`` answers 503 with them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import Backend
 from orchestrator.config import Settings
+from orchestrator.health import LoopHealth, death_of, install_thread_hook
 from orchestrator.service import JobService
 from orchestrator.stores.base import ChangeEvent, Watch
 
@@ -58,6 +64,8 @@ class BackgroundService:
     name: str
     start: Callable[[], None]
     stop: Callable[[], None]
+    # The threads its start() began: one that dies on an uncaught exception makes /healthz say 503.
+    threads: list[threading.Thread] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +76,8 @@ class Runtime:
     backend: Backend
     service: JobService
     services: list[BackgroundService] = field(default_factory=list)
+    # Loops that count their failed passes (the dispatcher's); /healthz reports those not recovering.
+    loops: list[LoopHealth] = field(default_factory=list)
     # Anything an extension wants to expose to tests or other extensions, by name.
     extras: dict[str, Any] = field(default_factory=dict)
     _listeners: list[ChangeListener] = field(default_factory=list, repr=False)
@@ -133,9 +143,22 @@ class Runtime:
         self.services.append(BackgroundService(name, start, stop))
 
     def start(self) -> None:
+        install_thread_hook()
         for svc in self.services:
             log.info("starting %s", svc.name)
+            before = set(threading.enumerate())
             svc.start()
+            svc.threads = [t for t in threading.enumerate() if t not in before]
+
+    def problems(self) -> list[str]:
+        """Background loops that cannot be trusted to recover by themselves (empty: healthy)."""
+        found = [problem for loop in self.loops if (problem := loop.problem())]
+        for svc in self.services:
+            for thread in svc.threads:
+                death = death_of(thread)
+                if death is not None:
+                    found.append(f"{svc.name}: thread {thread.name} died: {death}")
+        return found
 
     def stop(self) -> None:
         for svc in reversed(self.services):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.backends import open_backend
+from orchestrator.backends import launcher_kind, open_backend
 from orchestrator.config import Settings
 from orchestrator.dispatcher import Dispatcher
 from orchestrator.launchers.base import Launcher
@@ -21,8 +21,32 @@ from orchestrator.service import JobService
 log = logging.getLogger(__name__)
 
 
+class StartupError(RuntimeError):
+    """The service cannot do its work with this configuration; the message says what is missing."""
+
+
+def check_launcher(settings: Settings) -> None:
+    """Refuse to start a dispatching gcp service whose Cloud Run launcher could never launch a job
+    (it would accept jobs that then wait for ever), naming what is missing and the alternative."""
+    if launcher_kind(settings) != "cloudrun":
+        return
+    from orchestrator.gcp import cloud_run_missing
+
+    missing = cloud_run_missing(settings)
+    if missing:
+        lines = "\n".join(f"  - {item}" for item in missing)
+        raise StartupError(
+            f"the gcp backend launches workers as Cloud Run job executions, and this environment lacks:\n{lines}\n"
+            "To run everything on one machine (the Firestore and Pub/Sub emulators, workers as local "
+            "processes), set LAXAI_LAUNCHER=local.")
+
+
 def create_runtime(settings: Settings, launcher: Launcher | None = None, dispatch: bool = True) -> Runtime:
-    """A Runtime with the dispatcher loop registered as a background service."""
+    """A Runtime with the dispatcher loop registered as a background service.
+
+    StartupError when it would dispatch with a Cloud Run launcher that lacks what it needs."""
+    if dispatch and launcher is None:
+        check_launcher(settings)
     backend = open_backend(settings, launcher)
     runtime = Runtime(settings=settings, backend=backend, service=JobService(backend))
     # Services stop in reverse order, so the backend, registered first, closes last,
@@ -32,11 +56,28 @@ def create_runtime(settings: Settings, launcher: Launcher | None = None, dispatc
     if dispatch:
         dispatcher = Dispatcher(backend, pull=settings.LAXAI_DISPATCH == "pull")
         runtime.extras["dispatcher"] = dispatcher
+        runtime.loops.append(dispatcher.health)
         runtime.add_service("dispatcher", dispatcher.start, dispatcher.stop)
+        _add_worker_limits(runtime)
     log.info("dispatch: %s; change feed: %s", settings.LAXAI_DISPATCH if dispatch else "off",
              settings.LAXAI_CHANGE_FEED)
     _warn_unreachable(settings)
     return runtime
+
+
+def _add_worker_limits(runtime: Runtime) -> None:
+    """Say at start-up whether local workers' memory limit is enforced; sweep old jobs' files."""
+    settings, backend = runtime.settings, runtime.backend
+    if launcher_kind(settings) == "local":
+        from orchestrator.launchers.memlimit import MemoryLimiter
+
+        limiter = MemoryLimiter(settings.worker_memory_bytes, settings.WORKER_CGROUP_ROOT)
+        (log.info if limiter.enforced else log.warning)("%s", limiter.describe())
+    if settings.LAXAI_RETENTION_DAYS > 0:
+        from orchestrator.retention import RetentionSweeper
+
+        sweeper = RetentionSweeper(settings.home, backend.store, backend.registry, settings.LAXAI_RETENTION_DAYS)
+        runtime.add_service("retention", sweeper.start, sweeper.stop)
 
 
 def _warn_unreachable(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from orchestrator.api.auth import require_tenant
 from orchestrator.api.schemas import (
@@ -26,6 +27,7 @@ router = APIRouter()
 Tenant = Annotated[str, Depends(require_tenant)]
 TaskId = Annotated[str, Query(min_length=1, max_length=64, description="the job's task_id")]
 ERRORS = {401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+QUEUE_FULL = {"model": ErrorResponse, "description": "MAX_QUEUED_PER_TENANT of your jobs are queued; nothing stored"}
 
 
 def service(request: Request) -> JobService:
@@ -40,11 +42,15 @@ def _submitted(request: Request, job: Job) -> SubmitResponse:
 
 @router.post("/orchestrate", status_code=202, response_model=SubmitResponse,
              responses={**ERRORS, 200: {"model": SubmitResponse, "description": "idempotent replay"},
-                        403: {"model": ErrorResponse}, 413: {"model": ErrorResponse}})
+                        403: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 429: QUEUE_FULL,
+                        503: {"model": ErrorResponse, "description": "storage busy or down; nothing stored"}})
 def orchestrate(body: OrchestrateRequest, request: Request, response: Response, tenant: Tenant,
                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
                 x_laxai_client: Annotated[str | None, Header(max_length=20)] = None) -> SubmitResponse:
-    """Submit a training job (the seed's body). Returns at once; poll GET /status."""
+    """Submit a training job (the seed's body). Returns at once; poll GET /status.
+
+    With ``Idempotency-Key``, the same key and body again returns the first job (200); the same
+    key with another body is 422 ``idempotency_key_reused``."""
     if body.tenant_id is not None and body.tenant_id != tenant:
         raise HTTPException(403, "tenant_id does not match the tenant of your API token")
     spec = parse_spec({**body.model_dump(exclude_unset=True), "tenant_id": tenant})
@@ -85,7 +91,7 @@ def cancel_job(task_id: str, request: Request, tenant: Tenant) -> CancelResponse
 
 
 @router.post("/jobs/{task_id}/retry", status_code=202, response_model=SubmitResponse,
-             responses={**ERRORS, 409: {"model": ErrorResponse}})
+             responses={**ERRORS, 409: {"model": ErrorResponse}, 429: QUEUE_FULL})
 def retry_job(task_id: str, request: Request, tenant: Tenant,
               idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> SubmitResponse:
     """A new job with the same spec as a finished one, linked to it."""
@@ -109,9 +115,15 @@ def list_models(request: Request, tenant: Tenant,
     return {"models": [entry.model_dump() for entry in entries]}
 
 
-@router.get("/healthz")
-def healthz(request: Request) -> dict:
-    """Liveness, without auth."""
-    return {"status": "ok", "backend": request.app.state.runtime.backend.name}
+@router.get("/healthz", responses={503: {"description": "a background loop is not recovering; named in problems"}})
+def healthz(request: Request) -> Response:
+    """Liveness, without auth: 503 naming the background loops that are not recovering (a dead
+    dispatcher thread, a loop failing pass after pass), so the platform restarts the service."""
+    runtime = request.app.state.runtime
+    problems = runtime.problems()
+    if problems:
+        return JSONResponse({"status": "unhealthy", "backend": runtime.backend.name, "problems": problems},
+                            status_code=503)
+    return JSONResponse({"status": "ok", "backend": runtime.backend.name})
 
 

@@ -2,15 +2,21 @@
 
 Pure domain code. Cost = billed seconds x (GPU + vCPU + memory rates).
 
+Only hardware a launcher can run is priced (and so accepted in a spec): a Cloud
+Run job runs on the one GPU type it was deployed with, so pricing a type it cannot
+have would bill an L4 run as something else. Which of these a deployment offers is
+decided at submit time (``orchestrator.backends.gpu_types_available``).
+
 Sources (dated; this machine has no internet, so re-check before quoting prices):
   - Cloud Run pricing, us-central1 Tier 1, instance-based billing, GPU without
     zonal redundancy (https://cloud.google.com/run/pricing, as given in issue 2,
     2026-11): nvidia-l4 $0.0001867 /GPU-s, vCPU $0.000018 /vCPU-s,
     memory $0.000002 /GiB-s.
-  - Cloud Run offers no T4, A100 or H100. For those we use Compute Engine's
-    on-demand list prices per GPU in us-central1 (https://cloud.google.com/compute/gpus-pricing,
-    2025 list, recalled, not re-read here): T4 $0.35/h, A100 80GB $3.93/h,
-    H100 80GB $11.06/h, divided by 3600.
+  - Cloud Run's GPU types (https://cloud.google.com/run/docs/configuring/jobs/gpu,
+    read 2026-11): nvidia-l4 (driver 535, CUDA 12.2; at least 4 vCPU, 16 GiB) and
+    nvidia-rtx-pro-6000 (preview; driver 580, CUDA 13.0; at least 20 vCPU, 80 GiB).
+    The RTX PRO 6000's Cloud Run price could not be read here, so it is not in the
+    table: add it with its price to offer it. Cloud Run has no T4, A100 or H100.
 """
 
 from __future__ import annotations
@@ -21,10 +27,7 @@ from dataclasses import dataclass
 # USD per GPU-second.
 GPU_PRICE_PER_SECOND: dict[str, float] = {
     "nvidia-l4": 0.0001867,
-    "nvidia-t4": 0.35 / 3600,
-    "nvidia-a100-80gb": 3.93 / 3600,
-    "nvidia-h100-80gb": 11.06 / 3600,
-    "cpu": 0.0,
+    "cpu": 0.0,  # no accelerator: only the vCPU and memory rates
 }
 VCPU_PRICE_PER_SECOND = 0.000018
 GIB_PRICE_PER_SECOND = 0.000002

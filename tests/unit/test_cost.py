@@ -7,15 +7,17 @@ from datetime import timedelta
 import pytest
 
 from orchestrator.config import load_settings
-from orchestrator.domain.cost import GPU_PRICE_PER_SECOND, format_usd, parse_cpu, parse_memory, rates_for
+from orchestrator.domain.cost import GPU_PRICE_PER_SECOND, GPU_TYPES, format_usd, parse_cpu, parse_memory, rates_for
 from orchestrator.domain.job import Attempt, Job, utcnow
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.transitions import cost_of
 
 
-def test_price_table_has_the_documented_gpus():
-    assert {"nvidia-l4", "nvidia-t4", "nvidia-a100-80gb", "cpu"} <= set(GPU_PRICE_PER_SECOND)
+def test_only_hardware_a_launcher_can_run_is_priced():
+    # Cloud Run has no T4, A100 or H100: a price for them would bill an L4 run as something else.
+    assert set(GPU_PRICE_PER_SECOND) == {"nvidia-l4", "cpu"} == set(GPU_TYPES)
     assert GPU_PRICE_PER_SECOND["nvidia-l4"] == pytest.approx(0.0001867)
+    assert GPU_PRICE_PER_SECOND["cpu"] == 0.0
 
 
 @pytest.mark.parametrize(("text", "vcpus"), [("4000m", 4.0), ("4", 4.0), ("500m", 0.5), ("0.25", 0.25)])
