@@ -30,7 +30,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (CI smoke test)")
     parser.add_argument("--out", type=Path, help="where to write BENCHMARKS.md (default: the repository's for a "
                         "full run; a file in the temp directory for --quick or --only, so as not to replace it)")
-    parser.add_argument("--only", help=f"comma-separated items: {', '.join(item.key for item in ITEMS)} (or 1-7)")
+    parser.add_argument("--only", help=f"comma-separated items: {', '.join(item.key for item in ITEMS)} (or 1-{len(ITEMS)})")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, runs)")
     args = parser.parse_args(argv)
     if args.out is None:

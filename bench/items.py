@@ -34,6 +34,8 @@ ITEMS = (
          "<= 1 write/s per document"),
     Item("gpu", "gpu", "GPU worker overhead (bench/gpu_check.sh)",
          "time ratio <= 1.03, RSS ratio <= 1.10 on a GPU"),
+    Item("fairshare", "fair_share", "Fair-share dispatch pass: 10 000 queued jobs, 50 tenants at their queued cap",
+         "local <= 200 ms per pass, in fair-share order"),
 )
 
 

@@ -138,7 +138,8 @@ def compare(size: Size, scratch: Path, service_env: dict | None = None, log=_pro
     ``budget`` seconds from the start."""
     began = time.monotonic()
     data = make_dataset(scratch / "datasets", size.images, size.imgsz)
-    env = {"YOLO_DEVICE": size.device, **(service_env or {})}
+    # The dataset is a data.yaml path: it must lie in a data root the service gives the tenant.
+    env = {"YOLO_DEVICE": size.device, "LAXAI_DATA_ROOTS": f"*={data.parent.parent.resolve()}", **(service_env or {})}
     result = Comparison(size)
     home = scratch / "system"
     try:

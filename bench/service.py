@@ -152,5 +152,7 @@ def hold_dispatcher(client: httpx.Client, timeout: float = 120) -> tuple[str, in
     return task, pid
 
 
-# Service settings under which ``hold_dispatcher`` keeps every later job queued for the whole run.
-HELD = {"MAX_CONCURRENT_JOBS": 1, "LEASE_SECONDS": 3600, "STARTUP_GRACE_SECONDS": 3600}
+# Service settings under which ``hold_dispatcher`` keeps every later job queued for the whole run
+# (and the queued cap out of the way: these items submit thousands of jobs as one tenant).
+HELD = {"MAX_CONCURRENT_JOBS": 1, "LEASE_SECONDS": 3600, "STARTUP_GRACE_SECONDS": 3600,
+        "MAX_QUEUED_PER_TENANT": 1_000_000}

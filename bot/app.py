@@ -9,6 +9,9 @@ Who is who: the tenant is the Slack team (the enterprise on Enterprise Grid),
 the submitter is the user id, and idempotency keys come from the request
 (trigger_id, view id, message ts), so a repeated delivery or a double click
 submits one job.
+
+Who may see and do what (channel, submitter, admins, allowed channels) is
+``bot.access``; every listener asks it before touching a job.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -29,10 +31,11 @@ from slack_sdk import WebClient
 from orchestrator.domain.errors import FieldError, SpecError
 from orchestrator.domain.job import Job, Origin
 from orchestrator.runtime import Runtime
-from orchestrator.service import Conflict, NotFound
+from orchestrator.service import Conflict, NotFound, QueueFull
 from orchestrator.stores.base import StoreError
 
 from bot import blocks, commands, modal
+from bot.access import Access, Caller, JobLookupError
 from bot.clients import bolt_client, guarded_logger
 from bot.config import SlackSettings
 from bot.options import OptionErrors, build_spec, spec_error_to_options, typed_names
@@ -40,22 +43,7 @@ from bot.options import OptionErrors, build_spec, spec_error_to_options, typed_n
 log = logging.getLogger(__name__)
 
 SLOW_ACK = 2.0  # seconds; past this an ack is logged as slow (Slack gives up at 3)
-LOOKUP_LIMIT = 1000  # jobs searched when an id is given by prefix
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who sent a request, and from where."""
-
-    tenant: str
-    team: str
-    user: str
-    channel: str
-    request: str  # trigger_id, view id...
-
-
-class JobLookupError(LookupError):
-    pass
+GONE = "That job no longer exists."
 
 
 def idempotency_key(*parts: object) -> str:
@@ -68,6 +56,7 @@ class SlackFrontEnd:
     def __init__(self, runtime: Runtime, settings: SlackSettings, client: WebClient):
         self.service = runtime.service
         self.settings = settings
+        self.access = Access(self.service, settings)
         self.default_gpu = runtime.settings.GPU_TYPE
         self.client = client  # bot token; for views.open and ephemeral refusals
         self.identity: dict[str, Any] = {}
@@ -124,41 +113,12 @@ class SlackFrontEnd:
 
     # -- helpers ------------------------------------------------------------------
 
-    def allowed(self, channel: str | None) -> bool:
-        allowed = self.settings.allowed_channels
-        return allowed is None or (channel or "") in allowed
-
-    def not_allowed_text(self) -> str:
-        channels = ", ".join(f"<#{c}>" for c in sorted(self.settings.allowed_channels or ()))
-        return f":no_entry: LaxAI Train isn't enabled in this channel. Use it in {channels}."
-
-    def may_cancel(self, user: str, job: Job) -> bool:
-        return user == job.origin.user or user in self.settings.admin_users
-
-    def find(self, caller: Caller, ref: str) -> Job:
-        """A job of this tenant by id or id prefix (this channel's jobs win a tie)."""
-        if len(ref) == 36:
-            try:
-                return self.service.get(caller.tenant, ref)
-            except NotFound:
-                raise JobLookupError(f"No job `{ref}` here. `/train list` shows this channel's jobs.") from None
-        matches = [j for j in self.service.list(caller.tenant, limit=LOOKUP_LIMIT) if j.task_id.startswith(ref)]
-        if len(matches) > 1:
-            local = [j for j in matches if j.origin.channel == caller.channel]
-            matches = local if len(local) == 1 else matches
-        if not matches:
-            raise JobLookupError(f"No job `{ref}` here. `/train list` shows this channel's jobs.")
-        if len(matches) > 1:
-            ids = ", ".join(f"`{j.task_id[:12]}`" for j in matches[:5])
-            raise JobLookupError(f"`{ref}` matches {len(matches)} jobs ({ids}); give more of the id.")
-        return matches[0]
-
     def ephemeral(self, caller: Caller, text: str, thread_ts: str | None = None) -> None:
         """A note only the clicking user sees; failures are logged (the click itself went fine)."""
         message = blocks.notice(text)
         try:
             self.client.chat_postEphemeral(channel=caller.channel, user=caller.user, text=message.text,
-                                           blocks=message.blocks, thread_ts=thread_ts)
+                                           blocks=message.blocks, thread_ts=thread_ts, **blocks.NO_PARSING)
         except Exception as exc:  # noqa: BLE001
             log.warning("chat.postEphemeral to %s in %s failed: %s", caller.user, caller.channel, exc)
 
@@ -183,8 +143,8 @@ class SlackFrontEnd:
         team = body.get("team_id") or ""
         caller = Caller(tenant=body.get("enterprise_id") or team, team=team, user=body.get("user_id") or "",
                         channel=body.get("channel_id") or "", request=body.get("trigger_id") or "")
-        if not self.allowed(caller.channel):
-            return blocks.notice(self.not_allowed_text())
+        if not self.access.allowed(caller.channel):
+            return blocks.notice(self.access.not_allowed_text())
         try:
             command = commands.parse(body.get("text") or "")
         except OptionErrors as exc:
@@ -199,12 +159,12 @@ class SlackFrontEnd:
             return blocks.list_message(self.service.list(caller.tenant, channel=caller.channel, limit=10))
         if isinstance(command, commands.Status):
             try:
-                job = self.latest(caller) if command.ref is None else self.find(caller, command.ref)
+                job = self.latest(caller) if command.ref is None else self.access.find(caller, command.ref)
             except JobLookupError as exc:
                 return blocks.notice(f":mag: {exc}")
             return blocks.status_message(job, self.default_gpu)
         try:
-            job = self.find(caller, command.ref)
+            job = self.access.find(caller, command.ref)
         except JobLookupError as exc:
             return blocks.notice(f":mag: {exc}")
         if isinstance(command, commands.Cancel):
@@ -241,6 +201,8 @@ class SlackFrontEnd:
             job, created = self.service.submit(spec, origin, idempotency_key=key)
         except SpecError as exc:
             return blocks.errors_message(spec_error_to_options(exc, typed_names(values)).errors)
+        except QueueFull as exc:
+            return blocks.notice(f":hourglass: Not submitted: {exc}.")
         except StoreError:
             log.exception("storing a /train job failed")
             return blocks.notice(":warning: The job store is unavailable right now; nothing was submitted. "
@@ -251,9 +213,8 @@ class SlackFrontEnd:
 
     def cancel(self, caller: Caller, job: Job) -> blocks.Message:
         short = blocks.short_id(job.task_id)
-        if not self.may_cancel(caller.user, job):
-            return blocks.notice(f":no_entry: Only {blocks.user_ref(job.origin.user)}, who started `{short}`, "
-                                 "or an admin can cancel it.")
+        if not self.access.may_act(caller.user, job):
+            return blocks.notice(self.access.refusal(job, "cancel"))
         job, changed = self.service.cancel(caller.tenant, job.task_id, by=caller.user)
         if changed:
             log.info("%s cancelled job %s", caller.user, job.task_id)
@@ -263,6 +224,9 @@ class SlackFrontEnd:
         return blocks.notice(f"`{short}` is already being cancelled.")
 
     def retry(self, caller: Caller, job: Job, key: str) -> blocks.Message:
+        if not self.access.may_act(caller.user, job):
+            log.info("%s may not retry job %s (submitted by %s)", caller.user, job.task_id, job.origin.user)
+            return blocks.notice(self.access.refusal(job, "retry"))
         origin = Origin(source="slack", user=caller.user, team=caller.team, channel=caller.channel,
                         request_id=caller.request or None)
         try:
@@ -272,6 +236,8 @@ class SlackFrontEnd:
                                  "only finished jobs can be retried.")
         except SpecError as exc:
             return blocks.errors_message(spec_error_to_options(exc).errors, "No retry was submitted.")
+        except QueueFull as exc:
+            return blocks.notice(f":hourglass: No retry was submitted: {blocks.escape(exc)}.")
         log.info("%s retried job %s as %s", caller.user, job.task_id, new.task_id)
         return blocks.notice(f":repeat: Retrying `{blocks.short_id(job.task_id)}` as `{blocks.short_id(new.task_id)}`;"
                              " it is announced in the original's thread.")
@@ -298,15 +264,8 @@ class SlackFrontEnd:
         caller = self._action_caller(body)
         task_id = str(action.get("value") or "")
         thread = self._thread_of(body)
-        try:
-            job = self.service.get(caller.tenant, task_id)
-        except NotFound:
-            self.ephemeral(caller, "That job no longer exists.", thread)
-            return
-        if not self.may_cancel(caller.user, job):
-            log.info("%s may not cancel job %s (submitted by %s)", caller.user, task_id, job.origin.user)
-            self.ephemeral(caller, f":no_entry: Only {blocks.user_ref(job.origin.user)}, who started "
-                                   f"`{blocks.short_id(task_id)}`, or an admin can cancel it.", thread)
+        job = self.clicked_job(caller, task_id, "cancel", thread)
+        if job is None:
             return
         job, changed = self.service.cancel(caller.tenant, task_id, by=caller.user)
         if changed:
@@ -316,14 +275,31 @@ class SlackFrontEnd:
                            thread)
         # else: a double click while it is being cancelled; nothing to say
 
+    def clicked_job(self, caller: Caller, task_id: str, verb: str, thread: str | None) -> Job | None:
+        """The job a Cancel/Retry click is about, or None after telling the clicker why not."""
+        if not self.access.allowed(caller.channel):
+            self.ephemeral(caller, self.access.not_allowed_text(), thread)
+            return None
+        job = self.access.lookup(caller, task_id)
+        if job is None:
+            self.ephemeral(caller, GONE, thread)
+            return None
+        if not self.access.may_act(caller.user, job):
+            log.info("%s may not %s job %s (submitted by %s)", caller.user, verb, task_id, job.origin.user)
+            self.ephemeral(caller, self.access.refusal(job, verb), thread)
+            return None
+        return job
+
     def on_retry(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         caller = self._action_caller(body)
         task_id, seen = _retry_value(str(action.get("value") or ""))
+        thread = self._thread_of(body)
+        if self.clicked_job(caller, task_id, "retry", thread) is None:
+            return
         message_ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
         # The same card (ts) knowing the same number of retries (seen) is the same click.
         key = idempotency_key("retry", caller.tenant, task_id, message_ts, seen)
-        thread = self._thread_of(body)
         # Where the clicked message lives: its thread, or its own ts when it is the top-level card.
         # The service prefers what the original job knows, but its card's ts may not be stored yet
         # (on gcp the notifier's record waits for the store's write gap).
@@ -332,10 +308,10 @@ class SlackFrontEnd:
         try:
             new = self.service.retry(caller.tenant, task_id, origin=origin, idempotency_key=key)
         except NotFound:
-            self.ephemeral(caller, "That job no longer exists.", thread)
+            self.ephemeral(caller, GONE, thread)
             return
-        except Conflict as exc:
-            self.ephemeral(caller, f":hourglass: {exc}", thread)
+        except (Conflict, QueueFull) as exc:
+            self.ephemeral(caller, f":hourglass: {blocks.escape(exc)}", thread)
             return
         except SpecError as exc:
             message = blocks.errors_message(spec_error_to_options(exc).errors, "No retry was submitted.")
@@ -355,8 +331,8 @@ class SlackFrontEnd:
         meta = modal.metadata(view)
         caller = Caller(tenant=enterprise or team, team=team, user=user.get("id") or "",
                         channel=str(meta.get("channel") or ""), request=str(view.get("id") or ""))
-        if not caller.channel or not self.allowed(caller.channel):
-            ack(**modal.errors_response([FieldError("", self.not_allowed_text() if caller.channel else
+        if not caller.channel or not self.access.allowed(caller.channel):
+            ack(**modal.errors_response([FieldError("", self.access.not_allowed_text() if caller.channel else
                                                     "this form lost its channel; close it and run /train again")]))
             return
         values = modal.values(view)
@@ -372,6 +348,9 @@ class SlackFrontEnd:
                 "modal", caller.tenant, caller.channel, caller.user, caller.request))
         except SpecError as exc:
             ack(**modal.errors_response(spec_error_to_options(exc, typed_names(values))))
+            return
+        except QueueFull as exc:
+            ack(**modal.errors_response([FieldError("", f"not submitted: {exc}")]))
             return
         except StoreError:
             log.exception("storing a job from the form failed")

@@ -2,8 +2,10 @@
 
 Pure functions of a Job (no I/O), so the notifier can render the latest state at
 send time and tests can check every message against Block Kit's limits. Text
-that users control (run names, datasets, error output) is escaped so it cannot
-ping @channel or break formatting, and everything is clipped to Slack's limits.
+that users control (run names, tags, datasets, error output) reaches Slack only
+through ``escape``, in mrkdwn and plain_text alike, so it can never mention anyone
+(``<!channel>``, ``<@U…>``, a bare ``@here``) or break formatting, and everything
+is clipped to Slack's limits.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ STATUS_WORD = {
     JobStatus.CANCELLED: "Cancelled",
 }
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+# A bare "@here", "@channel", "@everyone" (or "@someone", "@a-group") becomes a mention
+# wherever Slack links names (link_names, parse=full, some clients and integrations);
+# a word joiner after the "@" keeps it looking the same but plain text.
+BARE_MENTION = re.compile(r"(?<![\w@])@(?=\w)")
+WORD_JOINER = "\u2060"
+SAFE_URL = re.compile(r"https?://[^\s<>|]+")
+# Sent with every message: no name linking on Slack's side either (its default, said out loud).
+NO_PARSING: dict[str, Any] = {"parse": "none", "link_names": False}
 
 
 @dataclass(frozen=True)
@@ -76,8 +86,21 @@ def clip_tail(text: str, limit: int) -> str:
 
 
 def escape(text: object) -> str:
-    """Slack mrkdwn control characters, so user text can't mention or link."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """The one way user text goes to Slack: mrkdwn, plain_text, fallback text, form errors.
+
+    ``&``, ``<`` and ``>`` become entities, as Slack's formatting reference asks of
+    every text object, so ``<!channel>``, ``<!subteam^…>``, ``<@U…>`` and ``<url|label>``
+    stay text; a bare @mention gets a word joiner, whatever Slack's name linking does.
+    """
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return BARE_MENTION.sub("@" + WORD_JOINER, text)
+
+
+def link(url: str | None, label: str) -> str:
+    """``<url|label>`` for a plain http(s) URL; otherwise only the (escaped) label."""
+    if url and SAFE_URL.fullmatch(url):
+        return f"<{url.replace('&', '&amp;')}|{escape(label)}>"
+    return escape(label)
 
 
 def user_ref(user: str | None) -> str:
@@ -209,7 +232,7 @@ def context(*texts: str) -> dict[str, Any]:
 
 
 def header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, HEADER_TEXT), "emoji": True}}
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(escape(text), HEADER_TEXT), "emoji": True}}
 
 
 def button(text: str, action_id: str, value: str | None = None, style: str | None = None,
@@ -275,13 +298,13 @@ def card(job: Job, default_gpu: str = "nvidia-l4", with_actions: bool = True) ->
     gpu = spec.gpu_type or default_gpu
     device = job.current_attempt.device if job.current_attempt and job.current_attempt.device else None
     fields = [
-        _field("Architecture", mp.architecture),
+        _field("Architecture", escape(mp.architecture)),
         _field("Epochs", str(tp.epochs)),
         _field("Batch", str(tp.batch_size)),
         _field("Learning rate", f"{tp.learning_rate:g}"),
         _field("Image size", f"{mp.input_size}px"),
         _field("Dataset", f"`{escape(clip(spec.dataset, 200))}`"),
-        _field("GPU", gpu + (f" (on {escape(device)})" if device else "")),
+        _field("GPU", escape(gpu) + (f" (on {escape(device)})" if device else "")),
         _field("Submitted by", user_ref(job.origin.user)),
         _field("Priority", str(spec.priority)),
         _field("Job", f"`{short_id(job.task_id)}`"),
@@ -392,7 +415,7 @@ def completed(job: Job) -> Message:
     if checkpoint:
         lines.append(f"\u2022 Checkpoint: `{escape(clip(checkpoint, 500))}`")
     if art.wandb_url:
-        lines.append(f"\u2022 W&B: <{art.wandb_url}|{escape(art.wandb_run or 'run')}>")
+        lines.append(f"\u2022 W&B: {link(art.wandb_url, art.wandb_run or 'run')}")
     # "GPU time" only when it ran on one; a laptop CPU run is billed compute time.
     compute = "CPU time" if job.cost.gpu_type == "cpu" else "GPU time"
     lines.append(f"\u2022 Wall time {duration(wall)} \u00b7 {compute} {duration(job.cost.billed_seconds)} "
@@ -400,9 +423,19 @@ def completed(job: Job) -> Message:
     return reply("\n".join(lines))
 
 
+# Failure reasons said in words first (the others show as "reason: message").
+FAILURE_WORDS = {
+    "gpu_unavailable": "no GPU, so it stopped rather than train on the CPU",
+    "launch_failed": "no worker could be started",
+    "bad_weights": "its weights were refused (not the tenant's, unavailable, or not a safe checkpoint)",
+}
+
+
 def failed(job: Job) -> Message:
     error = job.error
     reason = f"{error.reason}: {error.message}" if error else "no reason recorded"
+    if error and error.reason in FAILURE_WORDS:
+        reason = f"{FAILURE_WORDS[error.reason]} ({reason})"
     head = f":x: *Failed* at epoch {job.progress.epoch}/{job.progress.total_epochs}: {escape(clip(reason, 1000))}"
     head += f"\nCost {cost_text(job, final=True)}"
     extra = []
@@ -434,7 +467,8 @@ def errors_message(errors: list[FieldError], what: str = "Nothing was submitted.
     lines = [f"\u2022 *{escape(e.field)}*: {escape(e.message)}" if e.field else f"\u2022 {escape(e.message)}"
              for e in errors[:40]]
     text = ":warning: That didn't work:\n" + "\n".join(lines) + f"\n{what} See `/train help`."
-    return Message(clip("That didn't work: " + "; ".join(str(e) for e in errors), FALLBACK_TEXT), [section(text)])
+    fallback = "That didn't work: " + "; ".join(escape(e) for e in errors)
+    return Message(clip(fallback, FALLBACK_TEXT), [section(text)])
 
 
 def notice(text: str) -> Message:
@@ -446,7 +480,7 @@ def submitted(job: Job, created: bool) -> Message:
     tp, mp = spec.training_params, spec.model_params
     verb = "Queued" if created else "Already queued"
     text = (f":inbox_tray: {verb} *{escape(spec.display_name)}* (`{short_id(job.task_id)}`): "
-            f"{mp.architecture}, {tp.epochs} epochs, batch {tp.batch_size}, lr {tp.learning_rate:g}, "
+            f"{escape(mp.architecture)}, {tp.epochs} epochs, batch {tp.batch_size}, lr {tp.learning_rate:g}, "
             f"{mp.input_size}px, dataset `{escape(clip(spec.dataset, 200))}`. "
             "Its card and progress will appear in this channel.")
     return notice(text)
@@ -478,9 +512,11 @@ HELP = """*`/train`* starts a YOLO training run; everything about it lives in on
 \u2022 `/train epochs=10 arch=yolo` \u2014 options: `epochs`, `arch`, `batch`, `lr`, `imgsz`, `dataset`, `gpu`, \
 `name`, `tags` (comma list), `priority` (0-9). Quote values with spaces: `name="my run"`.
 \u2022 `/train` with no text opens a form.
-\u2022 `/train status [ID]` \u2014 a job (the latest in this channel without an ID; 8 characters of the ID are enough).
+\u2022 `/train status [ID]` \u2014 a job of this channel or one of yours (the latest in this channel without an ID; \
+8 characters of the ID are enough).
 \u2022 `/train list` \u2014 recent jobs in this channel.
-\u2022 `/train cancel ID` / `/train retry ID` \u2014 or use the buttons on the job's card."""
+\u2022 `/train cancel ID` / `/train retry ID` \u2014 or use the buttons on the job's card; for the job's submitter \
+and admins."""
 
 
 def help_message() -> Message:

@@ -6,15 +6,43 @@ then the environment. Secrets are SecretStr so they never print in reprs or logs
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.config import default_config_file
+from orchestrator.server import StartupError
+
+USER_ID = re.compile(r"[UW][A-Z0-9]+")  # Slack user ids (W: Enterprise Grid)
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")  # public, private (legacy G) and direct channels
+
+# A comma-separated list in the environment ("U1, U2"); NoDecode keeps pydantic-settings
+# from reading it as JSON first, so the validators below see the raw text.
+SlackIds = Annotated[frozenset[str], NoDecode]
 
 
-def _ids(raw: str | None) -> frozenset[str]:
-    """"U1, U2,U3" -> {"U1", "U2", "U3"}; blanks ignored."""
-    return frozenset(part.strip() for part in (raw or "").split(",") if part.strip())
+def parse_ids(raw: Any, pattern: re.Pattern[str], example: str) -> frozenset[str]:
+    """"U1, U2,U3" (or a JSON list, or a list) -> {"U1", "U2", "U3"}; blanks ignored.
+
+    Ids are upper-cased (Slack's are); anything else, a channel *name* such as
+    ``#general`` say, is refused so a typo fails at start instead of locking everyone out.
+    """
+    if raw is None:
+        return frozenset()
+    if isinstance(raw, str):
+        text = raw.strip()
+        parts = json.loads(text) if text.startswith("[") else text.split(",")
+    else:
+        parts = list(raw)
+    given = [str(part).strip() for part in parts if str(part).strip()]
+    bad = [part for part in given if not pattern.fullmatch(part.upper())]
+    if bad:
+        raise ValueError(f"{', '.join(repr(b) for b in bad)} is not a Slack id; give comma-separated ids "
+                         f"such as {example} (shown in Slack under the profile's or channel's details)")
+    return frozenset(part.upper() for part in given)
 
 
 class SlackSettings(BaseSettings):
@@ -26,8 +54,8 @@ class SlackSettings(BaseSettings):
     SLACK_SIGNING_SECRET: SecretStr | None = None  # verifies every HTTP request from Slack
     SLACK_APP_TOKEN: SecretStr | None = None  # xapp-..., only for Socket Mode
     SLACK_API_URL: str = "https://slack.com/api/"  # tests point this at a fake Web API
-    SLACK_ADMIN_USERS: str = ""  # comma-separated user ids that may cancel anyone's job
-    SLACK_ALLOWED_CHANNELS: str = ""  # comma-separated channel ids; empty: every channel
+    SLACK_ADMIN_USERS: SlackIds = frozenset()  # user ids that may cancel or retry anyone's job
+    SLACK_ALLOWED_CHANNELS: SlackIds = frozenset()  # channel ids for /train, buttons and the form; empty: all
 
     # --- notifier pacing (Slack's published limits, with a little headroom) ---
     SLACK_POST_INTERVAL: float = Field(1.1, ge=0)  # seconds between posts in one channel (~1/s)
@@ -36,6 +64,16 @@ class SlackSettings(BaseSettings):
     SLACK_FINAL_GIVE_UP: float = Field(1800, gt=0)  # keep retrying a final reply this long
     SLACK_REPLY_GIVE_UP: float = Field(600, gt=0)  # ... and other replies this long
     SLACK_HTTP_TIMEOUT: float = Field(10, gt=0)  # one Web API call
+
+    @field_validator("SLACK_ADMIN_USERS", mode="before")
+    @classmethod
+    def _user_ids(cls, value: Any) -> frozenset[str]:
+        return parse_ids(value, USER_ID, "U0123ABCD")
+
+    @field_validator("SLACK_ALLOWED_CHANNELS", mode="before")
+    @classmethod
+    def _channel_ids(cls, value: Any) -> frozenset[str]:
+        return parse_ids(value, CHANNEL_ID, "C0123ABCD")
 
     @property
     def configured(self) -> bool:
@@ -62,12 +100,12 @@ class SlackSettings(BaseSettings):
 
     @property
     def admin_users(self) -> frozenset[str]:
-        return _ids(self.SLACK_ADMIN_USERS)
+        return self.SLACK_ADMIN_USERS
 
     @property
     def allowed_channels(self) -> frozenset[str] | None:
         """None when every channel is allowed."""
-        return _ids(self.SLACK_ALLOWED_CHANNELS) or None
+        return self.SLACK_ALLOWED_CHANNELS or None
 
     def secrets(self) -> list[str]:
         """The secret values, for log redaction."""
@@ -75,5 +113,14 @@ class SlackSettings(BaseSettings):
 
 
 def load_slack_settings(**overrides: object) -> SlackSettings:
-    """Settings from the orchestrator's env file, then the environment, then overrides."""
-    return SlackSettings(_env_file=default_config_file(), **overrides)  # type: ignore[call-arg]
+    """Settings from the orchestrator's env file, then the environment, then overrides.
+
+    A bad value stops ``laxai serve`` with one line per variable (no traceback, no input
+    echoed: a token could be in it).
+    """
+    try:
+        return SlackSettings(_env_file=default_config_file(), **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise StartupError(f"bad Slack setting: {problems}") from None

@@ -15,7 +15,7 @@ from orchestrator.domain.cost import GPU_TYPES
 from orchestrator.domain.errors import FieldError
 from orchestrator.domain.spec import ARCHITECTURES, LIMITS
 
-from bot.blocks import clip
+from bot.blocks import clip, escape
 from bot.options import BY_KEY, KEYS, OptionErrors, defaults
 
 CALLBACK_ID = "laxai_train_modal"
@@ -130,4 +130,5 @@ def errors_response(errors: OptionErrors | list[FieldError]) -> dict[str, Any]:
         block = error.field if error.field in BY_KEY else KEYS[0]
         message = error.message if error.field in BY_KEY else f"{error.field}: {error.message}"
         shown[block] = f"{shown[block]}; {message}" if block in shown else message
-    return {"response_action": "errors", "errors": {k: clip(v, 2000) for k, v in shown.items()}}
+    # Shown as plain text under the field; messages can echo what the user typed.
+    return {"response_action": "errors", "errors": {k: clip(escape(v), 2000) for k, v in shown.items()}}

@@ -405,6 +405,7 @@ class Notifier:
             "metadata": {"event_type": METADATA_TYPE, "event_payload": {"task_id": job.task_id, "key": key}},
             "unfurl_links": False,
             "unfurl_media": False,
+            **blocks.NO_PARSING,
         }
         if key not in track.plain:
             kwargs["blocks"] = message.blocks
@@ -441,7 +442,7 @@ class Notifier:
         channel = self._channel(job)
         message = plan.render(job, "card", track.best_map, self.default_gpu)
         digest = self._card_hash(track)
-        kwargs: dict[str, Any] = {"channel": channel, "ts": card_ts, "text": message.text}
+        kwargs: dict[str, Any] = {"channel": channel, "ts": card_ts, "text": message.text, **blocks.NO_PARSING}
         kwargs["blocks"] = message.blocks if "card" not in track.plain else []
         try:
             self.sent += 1

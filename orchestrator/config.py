@@ -10,14 +10,16 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.domain.cost import GPU_TYPES, Rates, parse_cpu, parse_memory, rates_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Set (both) when the gcp backend talks to Google's local emulators rather than a real project.
+EMULATOR_HOSTS = ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
 
 
 def default_config_file() -> Path:
@@ -62,6 +64,15 @@ class Settings(BaseSettings):
     # Unset: 1.0 on the gcp backend, 0 (no gap) on local, where SQLite has no such limit and the
     # dispatch latency matters more. See ``write_gap``.
     STORE_WRITE_GAP: float | None = Field(None, ge=0, le=10)
+    # --- store timeout (14E: orchestrator/sqlite_db.py) ---
+    # Seconds a SQLite writer waits for the write lock, each from its own start; then the write fails
+    # (REST: 503, nothing stored). LAXAI_SQLITE_BUSY_TIMEOUT is its older name.
+    STORE_TIMEOUT: float = Field(10, gt=0, le=600,
+                                 validation_alias=AliasChoices("STORE_TIMEOUT", "LAXAI_SQLITE_BUSY_TIMEOUT"))
+
+    # --- fair share (14B: orchestrator/domain/fair_share.py, JobService.submit) ---
+    # Queued jobs one tenant may have; a submission above it is refused (REST 429, Slack ephemeral).
+    MAX_QUEUED_PER_TENANT: int = Field(100, ge=1)
 
     # --- REST API ---
     PORT: int = 8080
@@ -73,6 +84,26 @@ class Settings(BaseSettings):
     WANDB_PROJECT: str = "laxai-train"
     WANDB_MODE: str = "offline"
     YOLO_DEVICE: str | None = None  # force "cpu" or "0"; default: the GPU when present
+
+    # --- worker limits and disk (orchestrator/launchers/memlimit.py, orchestrator/retention.py) ---
+    # Memory a local worker may use, enforced by the kernel (a memory cgroup); unset: MEMORY_LIMIT;
+    # "none": not enforced. WORKER_CGROUP_ROOT: a writable cgroup directory to create them under.
+    WORKER_MEMORY_LIMIT: str | None = None
+    WORKER_CGROUP_ROOT: Path | None = None
+    LAXAI_CACHE_BYTES: int = Field(20 * 2**30, ge=0)  # synthetic datasets kept; "20Gi" works too
+    LAXAI_RETENTION_DAYS: float = Field(30, ge=0)  # finished jobs' runs, logs, artifacts; 0: keep forever
+
+    # --- GPUs and staying up (issue 10: no silent CPU, honest GPU types, launch and loop failures) ---
+    # 1: a worker that sees no CUDA device fails its attempt (gpu_unavailable) instead of training on
+    # the CPU. Unset: on when CLOUD_RUN_JOB is set (Cloud Run sets it in every job execution).
+    REQUIRE_GPU: bool | None = None
+    CLOUD_RUN_JOB: str | None = None  # set by Cloud Run in job executions; never set it yourself
+    # gpu_type values a job may ask for, comma-separated. Unset: the Cloud Run launcher offers its
+    # job's GPU_TYPE only (a job has one GPU type); local workers GPU_TYPE and cpu.
+    GPU_TYPES_AVAILABLE: Annotated[tuple[str, ...], NoDecode] | None = None
+    MAX_LAUNCH_ATTEMPTS: int = Field(3, ge=1)  # launches failing in a row before a job fails (launch_failed)
+    # Background loops (dispatcher, change feed, notifier): consecutive failed passes before /healthz says 503.
+    LOOP_FAILURE_LIMIT: int = Field(5, ge=1)
 
     # --- gcp backend ---
     GOOGLE_CLOUD_PROJECT: str = "laxai-local"
@@ -100,6 +131,59 @@ class Settings(BaseSettings):
     TICK_AUDIENCE: str | None = None  # OIDC audience of Cloud Scheduler's calls to /tasks/tick
     OIDC_CERTS_URL: str = "https://www.googleapis.com/oauth2/v1/certs"  # Google's ID-token signing certs
 
+    # --- what a tenant's job may read (14A: orchestrator/trust/) ---
+    # Local roots beyond $LAXAI_HOME/data/<tenant>/, "tenant-a=/srv/a,*=/srv/public" ("*": every tenant);
+    # gs:// prefixes in the same format (unset: gs://ARTIFACT_BUCKET/datasets/<tenant>/); the cap on one
+    # gs:// dataset's download ("8Gi" works too).
+    LAXAI_DATA_ROOTS: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    DATASET_BUCKETS: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    MAX_DATASET_BYTES: int = Field(8 * 2**30, ge=1)
+
+    @field_validator("LAXAI_DATA_ROOTS", mode="before")
+    @classmethod
+    def _data_roots(cls, value: object) -> object:
+        from orchestrator.trust.roots import parse_tenant_map
+
+        mapping = parse_tenant_map(value, "LAXAI_DATA_ROOTS") if isinstance(value, str) else value
+        relative = [root for roots in dict(mapping or {}).values() for root in roots if not Path(root).is_absolute()]
+        if relative:
+            raise ValueError(f"LAXAI_DATA_ROOTS roots must be absolute paths (got {relative[0]!r})")
+        return mapping
+
+    @field_validator("DATASET_BUCKETS", mode="before")
+    @classmethod
+    def _dataset_buckets(cls, value: object) -> object:
+        from orchestrator.trust.roots import parse_tenant_map
+
+        mapping = parse_tenant_map(value, "DATASET_BUCKETS") if isinstance(value, str) else value
+        bad = [p for prefixes in dict(mapping or {}).values() for p in prefixes
+               if not p.startswith("gs://") or len(p.rstrip("/")) <= len("gs://")]
+        if bad:
+            raise ValueError(f"DATASET_BUCKETS prefixes must look like gs://bucket/path/ (got {bad[0]!r})")
+        return mapping
+
+    @field_validator("MAX_DATASET_BYTES", mode="before")
+    @classmethod
+    def _dataset_bytes(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().isdigit():
+            try:
+                return int(parse_memory(value) * 2**30)
+            except ValueError:
+                raise ValueError(f"MAX_DATASET_BYTES must be bytes or a quantity like 8Gi (got {value!r})") from None
+        return value
+
+    def data_roots(self, tenant: str) -> list[Path]:
+        """Local directories the tenant's datasets and weights files may come from (its own first)."""
+        from orchestrator.trust.roots import local_roots
+
+        return local_roots(self.home, tenant, self.LAXAI_DATA_ROOTS)
+
+    def dataset_prefixes(self, tenant: str) -> list[str]:
+        """gs:// prefixes the tenant's datasets may come from."""
+        from orchestrator.trust.roots import bucket_prefixes
+
+        return bucket_prefixes(self.ARTIFACT_BUCKET, tenant, self.DATASET_BUCKETS)
+
     @field_validator("GPU_TYPE")
     @classmethod
     def _known_gpu(cls, value: str) -> str:
@@ -119,6 +203,55 @@ class Settings(BaseSettings):
         parse_memory(value)
         return value
 
+    @field_validator("WORKER_MEMORY_LIMIT")
+    @classmethod
+    def _worker_memory(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() != "none" and parse_memory(value) <= 0:
+            raise ValueError("WORKER_MEMORY_LIMIT must be a positive quantity like 16Gi, or none")
+        return value
+
+    @field_validator("LAXAI_CACHE_BYTES", mode="before")
+    @classmethod
+    def _cache_bytes(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().isdigit():
+            try:
+                return int(parse_memory(value) * 2**30)
+            except ValueError:
+                raise ValueError(f"LAXAI_CACHE_BYTES must be bytes or a quantity like 20Gi (got {value!r})") from None
+        return value
+
+    # --- settings that open a hole refuse to start (14E) ---
+    @field_validator("LAXAI_PUSH_AUTH")
+    @classmethod
+    def _push_auth_off_only_on_emulators(cls, value: str, info: ValidationInfo) -> str:
+        # A field validator (LAXAI_BACKEND is declared above) so the error shows only this value.
+        # Google's clients read the emulator hosts from the environment: so does this check.
+        emulated = all(os.environ.get(name) for name in EMULATOR_HOSTS)
+        if info.data.get("LAXAI_BACKEND") == "gcp" and value == "none" and not emulated:
+            raise ValueError(
+                "LAXAI_PUSH_AUTH=none turns off the token checks of /pubsub/push, /eventarc/firestore and "
+                "/tasks/tick: on the gcp backend it is allowed only with the emulators "
+                f"({' and '.join(EMULATOR_HOSTS)} set); unset LAXAI_PUSH_AUTH and set PUSH_AUDIENCE, "
+                "EVENTARC_AUDIENCE, TICK_AUDIENCE and PUSH_SERVICE_ACCOUNT")
+        return value
+
+    @field_validator("GPU_TYPES_AVAILABLE", mode="before")
+    @classmethod
+    def _available_gpus(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(item.strip().lower() for item in value.split(",") if item.strip())
+        if isinstance(value, (list, tuple)):
+            unknown = [item for item in value if item not in GPU_TYPES]
+            if unknown or not value:
+                raise ValueError(f"GPU_TYPES_AVAILABLE must list some of {', '.join(GPU_TYPES)} "
+                                 f"(got {', '.join(map(str, unknown)) or 'nothing'})")
+        return value
+
+    @property
+    def require_gpu(self) -> bool:
+        """Whether a worker must fail rather than train on the CPU (REQUIRE_GPU, else on Cloud Run)."""
+        return self.REQUIRE_GPU if self.REQUIRE_GPU is not None else bool(self.CLOUD_RUN_JOB)
+
     # --- derived ---
     @property
     def home(self) -> Path:
@@ -134,6 +267,14 @@ class Settings(BaseSettings):
         if self.STORE_WRITE_GAP is not None:
             return self.STORE_WRITE_GAP
         return 1.0 if self.LAXAI_BACKEND == "gcp" else 0.0
+
+    @property
+    def worker_memory_bytes(self) -> int | None:
+        """The enforced memory limit of a local worker, in bytes; None when turned off."""
+        raw = self.WORKER_MEMORY_LIMIT if self.WORKER_MEMORY_LIMIT is not None else self.MEMORY_LIMIT
+        if raw.strip().lower() == "none":
+            return None
+        return int(parse_memory(raw) * 2**30)
 
     def rates(self, gpu_type: str | None = None) -> Rates:
         return rates_for(gpu_type or self.GPU_TYPE, self.GPU_COUNT, self.CPU_LIMIT, self.MEMORY_LIMIT)

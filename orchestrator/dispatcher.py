@@ -4,10 +4,15 @@ One pass (``tick``) does, under a store lock so two service instances never
 dispatch at once:
 1. recover: a running job whose worker is gone (its lease expired, or its local
    process exited without closing the job) goes back to the queue and resumes from
-   its checkpoint, up to MAX_RECOVERIES; a cancelling one whose worker ignored the
-   request past CANCEL_GRACE_SECONDS is stopped hard and marked cancelled;
-2. dispatch: queued jobs by priority, then age, while fewer than
+   its checkpoint, up to MAX_RECOVERIES (but one the kernel killed over
+   WORKER_MEMORY_LIMIT fails, ``out_of_memory``: it would run out again); a cancelling
+   one whose worker ignored the request past CANCEL_GRACE_SECONDS is stopped hard
+   and marked cancelled;
+2. dispatch: queued jobs in fair-share order (``domain.fair_share``: round-robin
+   across tenants, each tenant's own jobs by priority, then age), while fewer than
    MAX_CONCURRENT_JOBS run in all and fewer than MAX_JOBS_PER_TENANT per tenant.
+   The store is asked for each tenant's next jobs, leaving out tenants at their
+   cap, so one tenant's backlog never hides another tenant's queued job.
    Each job is claimed by compare-and-set (queued -> running) *before* launch, so
    a job never runs twice at once, however many queue deliveries arrive.
 
@@ -29,7 +34,11 @@ Passes in one process run one at a time (the background loop, Pub/Sub pushes and
 Cloud Scheduler ticks may ask at once), so the capacity count of a pass is never
 stale against another pass of the same process. The background loop either pulls
 the queue (``pull=True``: wake-ups come from ``pull``) or only ticks every
-DISPATCH_INTERVAL (push mode: wake-ups arrive at ``/pubsub/push``).
+DISPATCH_INTERVAL (push mode: wake-ups arrive at ``/pubsub/push``). A pass that
+raises is logged and tried again after a back-off; ``health`` counts failures in a
+row for ``/healthz``. A launch that raises anything ends the claimed attempt as
+``launch_failed``: the job is queued again, and fails after MAX_LAUNCH_ATTEMPTS in
+a row.
 """
 
 from __future__ import annotations
@@ -43,9 +52,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from orchestrator.backends import Backend
-from orchestrator.domain.job import EndReason, Job, utcnow
+from orchestrator.domain.fair_share import fair_order
+from orchestrator.domain.job import EndReason, Job, JobError, utcnow
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import claim, finish, record_execution, requeue
+from orchestrator.health import LoopHealth, describe
 from orchestrator.launchers.base import LaunchError
 from orchestrator.stores.base import STAMP_SLACK
 
@@ -72,6 +83,7 @@ class Dispatcher:
         self._pass = threading.Lock()  # one pass at a time in this process
         self.write_gap = self.settings.write_gap
         self._due: float | None = None  # monotonic time a job deferred by the last pass may be claimed
+        self.health = LoopHealth("dispatcher", self.settings.LOOP_FAILURE_LIMIT, self.settings.DISPATCH_INTERVAL)
 
     # -- one pass -------------------------------------------------------------
 
@@ -121,6 +133,10 @@ class Dispatcher:
                 continue
             if not expired and exit_code is None:
                 continue
+            oom = self.backend.launcher.out_of_memory(execution) if exit_code is not None else None
+            if oom:
+                self._fail_out_of_memory(job, oom, now)
+                continue
             if exit_code is not None:
                 # The process ended without closing its attempt: give its last write a moment
                 # to land (it may be committing right now) by re-reading inside the CAS.
@@ -140,6 +156,20 @@ class Dispatcher:
             if changed is not None:
                 log.warning("job %s attempt %d lost (%s); now %s", job.task_id, number, detail, changed.status.value)
 
+    def _fail_out_of_memory(self, job: Job, detail: str, now: datetime) -> None:
+        """The kernel killed the worker over WORKER_MEMORY_LIMIT: the job fails (a rerun would too)."""
+        rates, estimate = self._rates(job)
+        number = job.current_attempt.number
+        error = JobError(reason=EndReason.OUT_OF_MEMORY.value, message=detail)
+        changed = self.store.update(
+            job.task_id,
+            lambda j: finish(j, number, EndReason.OUT_OF_MEMORY, now, rates, estimate, error=error, detail=detail,
+                             progress=j.progress.model_copy(update={"message": "Failed: out of memory"})),
+            kind="status:failed",
+        )
+        if changed is not None:
+            log.warning("job %s attempt %d: %s", job.task_id, number, detail)
+
     def _force_cancel(self, job: Job, now: datetime) -> None:
         attempt = job.current_attempt
         if attempt.execution:
@@ -158,6 +188,14 @@ class Dispatcher:
         except Exception:  # noqa: BLE001 - best effort; the fencing token blocks a zombie's writes
             log.warning("could not stop execution %s", execution, exc_info=True)
 
+    def _candidates(self, per_tenant: Counter[str], capacity: int) -> list[Job]:
+        """The queued jobs that may take the free slots, in fair-share order: tenants at their cap
+        are left out of the store's query, so no backlog of theirs hides another tenant's jobs."""
+        cap = self.settings.MAX_JOBS_PER_TENANT
+        full = {tenant for tenant, holding in per_tenant.items() if holding >= cap}
+        heads = self.store.queued_by_tenant(min(cap, capacity), skip=full)
+        return fair_order(heads, per_tenant, cap)
+
     def dispatch(self, now: datetime) -> list[Job]:
         self._due = None
         active = self.store.active()
@@ -169,7 +207,7 @@ class Dispatcher:
             return launched
         started: list[tuple[float, Job, Callable[[], Job | None]]] = []  # (claimed at, job, its follow-up write)
         deferred = 0
-        for job in self.store.queued(limit=200):
+        for job in self._candidates(per_tenant, capacity):
             if len(started) + deferred >= capacity:
                 break
             if per_tenant[job.tenant_id] >= self.settings.MAX_JOBS_PER_TENANT:
@@ -214,17 +252,19 @@ class Dispatcher:
         number = job.current_attempt.number
         try:
             execution = self.backend.launcher.launch(job, number)
-        except (LaunchError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure (even making the launcher) ends the attempt
             log.error("launch of %s attempt %d failed: %s", job.task_id, number, exc)
             rates, estimate = self._rates(job)
-            detail = str(exc)[:500]
+            detail = str(exc)[:500] if isinstance(exc, (LaunchError, OSError)) else describe(exc)
+            limit = self.settings.MAX_LAUNCH_ATTEMPTS
 
             def requeue_failed() -> None:
+                # Back to the queue for another try, or failed (launch_failed) after `limit` in a row.
                 now = self.clock()
                 self.store.update(
                     job.task_id,
                     lambda j: requeue(j, number, EndReason.LAUNCH_FAILED, now, rates, self.settings.MAX_RECOVERIES,
-                                      estimate, detail=detail),
+                                      estimate, detail=detail, max_launch_attempts=limit),
                     kind="launch_failed",
                 )
 
@@ -241,40 +281,43 @@ class Dispatcher:
     # -- background loop ------------------------------------------------------
 
     def run(self) -> None:
-        """Tick until stopped: after each pull of wake-ups, or every DISPATCH_INTERVAL in push mode."""
-        if not self.pull:
-            self._run_timed()
-            return
-        queue = self.backend.queue
+        """Pass after pass until stopped: after each pull of wake-ups, or every DISPATCH_INTERVAL in
+        push mode. A pass that raises is logged and tried again after a back-off (``self.health``
+        counts the failures in a row; /healthz reports the loop once they reach LOOP_FAILURE_LIMIT)."""
         while not self._stop.is_set():
             try:
-                messages = queue.pull(max_messages=50, timeout=self._next_wait())
-            except Exception:  # noqa: BLE001 - the store scan below still dispatches
-                log.warning("queue pull failed", exc_info=True)
-                messages = []
-                self._stop.wait(self.settings.DISPATCH_INTERVAL)
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - keep dispatching after a transient store error
-                log.exception("dispatch pass failed")
-                self._stop.wait(self.settings.DISPATCH_INTERVAL)
-                continue
-            # Ack after the pass: the job is claimed, or it stays queued in the store (the truth).
-            for message in messages:
-                try:
-                    queue.ack(message.ack_id)
-                except Exception:  # noqa: BLE001 - a redelivery is harmless
-                    log.debug("ack failed for %s", message.ack_id, exc_info=True)
-            self._reap()
+                wait = self._pull_pass() if self.pull else self._timed_pass()
+            except Exception as exc:  # noqa: BLE001 - the loop outlives any one failure
+                wait = self.health.failed(exc)
+                log.exception("dispatcher pass failed (%d in a row); next try in %.1f s", self.health.failures, wait)
+            else:
+                self.health.succeeded()
+            if wait > 0:
+                self._stop.wait(wait)
 
-    def _run_timed(self) -> None:
-        while not self._stop.is_set():
+    def _pull_pass(self) -> float:
+        """Pull wake-ups, run a pass, then ack them; returns the wait before the next pass (none)."""
+        queue = self.backend.queue
+        try:
+            messages = queue.pull(max_messages=50, timeout=self._next_wait())
+        except Exception:  # noqa: BLE001 - the store scan below still dispatches
+            log.warning("queue pull failed", exc_info=True)
+            messages = []
+            self._stop.wait(self.settings.DISPATCH_INTERVAL)
+        self.tick()
+        # Ack after the pass: the job is claimed, or it stays queued in the store (the truth).
+        for message in messages:
             try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - keep dispatching after a transient store error
-                log.exception("dispatch pass failed")
-            self._reap()
-            self._stop.wait(self._next_wait())
+                queue.ack(message.ack_id)
+            except Exception:  # noqa: BLE001 - a redelivery is harmless
+                log.debug("ack failed for %s", message.ack_id, exc_info=True)
+        self._reap()
+        return 0.0
+
+    def _timed_pass(self) -> float:
+        self.tick()
+        self._reap()
+        return self._next_wait()
 
     def _next_wait(self) -> float:
         """Until the next pass: DISPATCH_INTERVAL, or less when a deferred job comes due sooner."""

@@ -1,10 +1,21 @@
-"""Logging setup with a redaction filter, so tokens and secrets never reach a log line."""
+"""Logging setup with a redaction filter, so tokens and secrets never reach a log line.
+
+Secrets are redacted whatever their source: the environment, the ``LAXAI_CONFIG``
+file (read the way Settings reads it) and every SecretStr field of the Settings
+the process runs with.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+from collections.abc import Iterable
+
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.config import default_config_file
 
 # Environment variables whose values are secrets wherever they appear.
 SECRET_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "LAXAI_API_TOKENS", "LAXAI_TOKEN",
@@ -15,10 +26,39 @@ SECRET_PATTERNS = (re.compile(r"xox[abposr]-[A-Za-z0-9-]+"), re.compile(r"xapp-[
 REDACTED = "[redacted]"
 
 
-def secret_values(extra: list[str] | None = None) -> list[str]:
+class SecretSources(BaseSettings):
+    """The SECRET_ENV variables from the environment and the config file, as Settings reads them."""
+
+    model_config = SettingsConfigDict(env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
+
+    SLACK_BOT_TOKEN: SecretStr | None = None
+    SLACK_SIGNING_SECRET: SecretStr | None = None
+    SLACK_APP_TOKEN: SecretStr | None = None
+    LAXAI_API_TOKENS: SecretStr | None = None
+    LAXAI_TOKEN: SecretStr | None = None
+    WANDB_API_KEY: SecretStr | None = None
+
+
+def _secret_fields(model: BaseModel) -> dict[str, str]:
+    """name -> value of every SecretStr field that is set."""
+    return {name: value.get_secret_value() for name, value in model if isinstance(value, SecretStr)}
+
+
+def _configured() -> dict[str, str]:
+    try:
+        return _secret_fields(SecretSources(_env_file=default_config_file()))  # type: ignore[call-arg]
+    except Exception:  # noqa: BLE001 - an unreadable file still leaves the environment's secrets
+        return {}
+
+
+def secret_values(extra: list[str] | None = None, settings: Iterable[BaseModel] = ()) -> list[str]:
+    """Every secret value to redact, longest first."""
+    named = [(name, os.environ.get(name, "")) for name in SECRET_ENV]
+    named += list(_configured().items())
+    for model in settings:
+        named += list(_secret_fields(model).items())
     values = []
-    for name in SECRET_ENV:
-        raw = os.environ.get(name, "")
+    for name, raw in named:
         values.append(raw)
         if name == "LAXAI_API_TOKENS":  # "token:tenant,..." - the tokens are the secret part
             values.extend(part.split(":", 1)[0] for part in raw.split(","))
@@ -53,10 +93,12 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", extra_secrets: list[str] | None = None) -> None:
-    """Root logging to stderr, every handler behind the redaction filter."""
+def configure_logging(level: str = "INFO", extra_secrets: list[str] | None = None,
+                      settings: Iterable[BaseModel] = ()) -> None:
+    """Root logging to stderr, every handler behind the redaction filter (secrets of the
+    environment, the config file and ``settings``)."""
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redactor = RedactingFilter(secret_values(extra_secrets))
+    redactor = RedactingFilter(secret_values(extra_secrets, settings))
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)

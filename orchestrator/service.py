@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
-from orchestrator.backends import Backend
+from orchestrator.backends import Backend, gpu_types_available
 from orchestrator.domain.errors import FieldError, SpecError
 from orchestrator.domain.job import Job, Origin, Progress, utcnow
 from orchestrator.domain.spec import JobSpec
@@ -19,6 +18,7 @@ from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import request_cancel
 from orchestrator.launchers.local import log_path
 from orchestrator.registry.base import ModelEntry
+from orchestrator.trust import checks as trust_checks
 
 log = logging.getLogger(__name__)
 
@@ -31,28 +31,28 @@ class Conflict(RuntimeError):
     """The job is not in a state that allows this."""
 
 
-def check_dataset(spec: JobSpec, backend_name: str) -> None:
-    """Refuse datasets this backend cannot read, before anything is stored."""
-    dataset = spec.dataset
-    if spec.synthetic_images() is not None:
-        return
-    if dataset.startswith("gs://"):
-        if backend_name != "gcp":
-            raise SpecError([FieldError("dataset", "gs:// datasets need the gcp backend; locally use "
-                                        "'synthetic', a data.yaml path or a dataset directory")])
-        return
-    if "://" in dataset:
-        raise SpecError([FieldError("dataset", "must be 'synthetic', 'synthetic:N', a data.yaml path, "
-                                    "a dataset directory or a gs:// URI")])
-    if backend_name == "local":
-        path = Path(dataset).expanduser()
-        if not path.exists():
-            raise SpecError([FieldError("dataset", f"no such file or directory: {dataset}")])
-        if path.is_file() and path.suffix not in (".yaml", ".yml"):
-            raise SpecError([FieldError("dataset", "a file dataset must be a data.yaml")])
-    weights = spec.model_params.weights
-    if weights and backend_name == "local" and not Path(weights).expanduser().is_file():
-        raise SpecError([FieldError("model_params.weights", f"no such checkpoint file: {weights}")])
+class QueueFull(RuntimeError):
+    """The tenant already has MAX_QUEUED_PER_TENANT jobs queued; nothing was stored."""
+
+    def __init__(self, limit: int, queued: int):
+        self.limit, self.queued = limit, queued
+        super().__init__(f"too many queued jobs: {queued} of yours are waiting and MAX_QUEUED_PER_TENANT is "
+                         f"{limit}; wait for some to start, or cancel some, then submit again")
+
+
+def check_dataset(spec: JobSpec, backend: Backend) -> None:
+    """Refuse a dataset or starting weights the tenant may not read, before anything is stored
+    (orchestrator/trust: data roots, dataset prefixes, the accepted forms of weights)."""
+    trust_checks.check_dataset(spec, backend)
+    trust_checks.check_weights(spec, backend)
+
+
+def check_gpu_type(spec: JobSpec, available: tuple[str, ...]) -> None:
+    """Refuse a gpu_type this deployment cannot run (a Cloud Run job has one GPU type), before anything
+    is stored: it would run on other hardware and be priced as the one asked for."""
+    if spec.gpu_type is not None and spec.gpu_type not in available:
+        raise SpecError([FieldError("gpu_type", f"{spec.gpu_type!r} is not available on this deployment; "
+                                    f"available: {', '.join(available)}")])
 
 
 class JobService:
@@ -68,7 +68,8 @@ class JobService:
     def submit(self, spec: JobSpec, origin: Origin, idempotency_key: str | None = None,
                retry_of: str | None = None) -> tuple[Job, bool]:
         """Store and enqueue a job; (job, created). A reused idempotency key returns the first job."""
-        check_dataset(spec, self.backend.name)
+        check_dataset(spec, self.backend)
+        check_gpu_type(spec, gpu_types_available(self.settings))
         job = Job(
             tenant_id=spec.tenant_id,
             spec=spec,
@@ -77,10 +78,21 @@ class JobService:
             idempotency_key=idempotency_key,
             progress=Progress(total_epochs=spec.training_params.epochs, message="Queued"),
         )
+        self.check_queue_room(job.tenant_id, idempotency_key)
         job, created = self.store.create(job)
         if created:
             self.wake(job.task_id)
         return job, created
+
+    def check_queue_room(self, tenant_id: str, idempotency_key: str | None = None) -> None:
+        """Refuse a new job of a tenant that has MAX_QUEUED_PER_TENANT queued already (QueueFull).
+        A request repeating a stored idempotency key is let through: the store answers it.
+        Two submissions racing at the limit may both pass: it bounds a backlog, not a budget."""
+        limit = self.settings.MAX_QUEUED_PER_TENANT
+        queued = self.store.count_queued(tenant_id, at_most=limit)
+        if queued < limit or (idempotency_key and self.store.by_idempotency_key(tenant_id, idempotency_key)):
+            return
+        raise QueueFull(limit, queued)
 
     def wake(self, task_id: str) -> None:
         """Tell the dispatcher to look; a failure only delays dispatch (the store is scanned too)."""

@@ -5,6 +5,11 @@ improved). ``CheckpointUploader`` copies each to a private staging file at once
 (Ultralytics overwrites last.pt in place, so an upload racing the next save
 could send half a file) and uploads it to the artifact store on its own thread,
 so another execution, possibly on another machine, can resume from it.
+
+Every checkpoint the worker loads (its own last.pt to resume, a user's starting weights, a
+registry or task reference) goes through Ultralytics' restricted loader
+(``torch.load(weights_only=True)`` with an allow-list of model classes, see ``load_safely``):
+a pickle that would run code is refused and the job fails with reason ``bad_weights``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import pickle
 import shutil
 import threading
 import time
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.artifacts.base import ArtifactStore
+from orchestrator.trust import checks, roots, weights
 from worker.stop import StopFlags
 
 log = logging.getLogger(__name__)
@@ -36,11 +43,36 @@ class ResumePoint:
     total_epochs: int
 
 
-def inspect(path: Path) -> tuple[int, int, bool]:
-    """(finished epochs, total epochs, has optimizer state) of an Ultralytics checkpoint."""
-    import torch
+class BadWeights(Exception):
+    """A checkpoint the job may not or cannot load: refused by the safe loader, not the tenant's, or
+    unavailable. The message is for the user (no server paths); the job fails with ``bad_weights``."""
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own file: full unpickling is fine
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused  # the safe loader refused the pickle (not merely an unreadable file)
+
+
+def load_safely(path: Path, what: str = "model_params.weights") -> dict:
+    """The checkpoint, loaded by Ultralytics' restricted loader; BadWeights when it is refused.
+
+    Call after worker.offline.prepare (Ultralytics must be importable in its offline set-up)."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    try:
+        ckpt, _ = torch_safe_load(str(path), safe_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the loader refuses, the file is not usable
+        refused = isinstance(exc.__cause__, pickle.UnpicklingError) or isinstance(exc, pickle.UnpicklingError)
+        why = ("it references code or types outside the Ultralytics checkpoint format (refused by the safe "
+               "loader; nothing in it was run)" if refused else f"it cannot be read ({type(exc).__name__})")
+        raise BadWeights(f"{what}: not a loadable Ultralytics checkpoint: {why}", refused) from exc
+    if not isinstance(ckpt, dict):
+        raise BadWeights(f"{what}: not an Ultralytics checkpoint (expected a checkpoint dictionary)")
+    return ckpt
+
+
+def inspect(path: Path) -> tuple[int, int, bool]:
+    """(finished epochs, total epochs, has optimizer state) of an Ultralytics checkpoint, safely loaded."""
+    ckpt = load_safely(path, "resume checkpoint last.pt")
     epoch = int(ckpt.get("epoch", -1))
     total = int((ckpt.get("train_args") or {}).get("epochs", 0))
     return epoch + 1, total, ckpt.get("optimizer") is not None
@@ -57,6 +89,11 @@ def fetch_resume(artifacts: ArtifactStore, task_id: str, weights_dir: Path) -> R
         if not artifacts.download(task_id, LAST, dest):
             return None
         done, total, has_optimizer = inspect(dest)
+    except BadWeights as exc:
+        if exc.refused:
+            raise  # code in our own checkpoint: someone tampered with it; never resume from it
+        log.warning("checkpoint %s of %s cannot be read (%s); starting fresh", LAST, task_id, exc)
+        return None
     except Exception as exc:  # noqa: BLE001 - a bad checkpoint costs the progress, not the job
         log.warning("checkpoint %s of %s cannot be read (%s: %s); starting fresh", LAST, task_id,
                     type(exc).__name__, exc)
@@ -70,6 +107,66 @@ def fetch_resume(artifacts: ArtifactStore, task_id: str, weights_dir: Path) -> R
         return None
     log.info("resuming %s from its checkpoint: %d of %d epochs done", task_id, done, total)
     return ResumePoint(dest, done, total)
+
+
+def fetch_weights(text: str, tenant: str, backend, data_roots: list[Path], weights_dir: Path,  # noqa: ANN001
+                  dest: Path) -> Path:
+    """The file of a job's starting weights (``model_params.weights``), checked and safely loaded once.
+
+    References are resolved again here (the tenant's own registry entry or finished job; a file inside
+    its data roots, copied to ``dest`` so the file checked is the file trained from); a pretrained name
+    comes from Ultralytics' weights directory (downloaded there when the network allows)."""
+    try:
+        ref = weights.parse(text)
+    except weights.WeightsError as exc:
+        raise BadWeights(f"{weights.FIELD}: {exc}") from None
+    if isinstance(ref, weights.PretrainedWeights):
+        path = pretrained(ref.name, weights_dir)
+    elif isinstance(ref, weights.FileWeights):
+        try:
+            source = roots.resolve_inside(ref.path, data_roots)
+        except roots.OutsideRoots:
+            raise BadWeights(f"{weights.FIELD}: {roots.NOT_IN_ROOTS}") from None
+        if not source.is_file():
+            raise BadWeights(f"{weights.FIELD}: {roots.NOT_IN_ROOTS}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest)
+        path = dest
+    else:
+        path = _fetch_reference(ref, tenant, backend, dest)
+    load_safely(path)
+    return path
+
+
+def _fetch_reference(ref, tenant: str, backend, dest: Path) -> Path:  # noqa: ANN001
+    """best.pt/last.pt of the tenant's own registry entry or finished job, downloaded to ``dest``."""
+    if isinstance(ref, weights.RegistryWeights):
+        entry = checks.registry_entry(backend, tenant, ref)
+        task_id, name = (entry.task_id, BEST) if entry is not None else (None, BEST)
+    else:
+        ready = checks.task_checkpoint_ready(backend, tenant, ref)
+        task_id, name = (ref.task_id, ref.file) if ready else (None, ref.file)
+    if task_id is None or not backend.artifacts.download(task_id, name, dest):
+        raise BadWeights(f"{weights.FIELD}: {weights.describe(ref)} is not (or no longer) available to you")
+    return dest
+
+
+def pretrained(name: str, weights_dir: Path) -> Path:
+    """An official pretrained checkpoint from Ultralytics' weights directory, downloaded once when the
+    network allows (one try, no retries: offline this fails within the connect timeout, never hangs)."""
+    path = weights_dir / name
+    if not path.is_file():
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        try:
+            attempt_download_asset(str(path), retry=0)
+        except Exception as exc:  # noqa: BLE001 - offline, or GitHub unreachable: say so below
+            log.warning("download of pretrained %s failed: %s: %s", name, type(exc).__name__, exc)
+    if not path.is_file():
+        raise BadWeights(f"{weights.FIELD}: pretrained {name} is not on this worker and could not be downloaded "
+                         "(no network?); put it in LAXAI_HOME/weights/ on the worker, or start from "
+                         "registry:NAME or task:ID weights")
+    return path
 
 
 @dataclass(frozen=True)

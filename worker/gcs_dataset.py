@@ -3,9 +3,11 @@
 ``gs://bucket/path/data.yaml`` takes the folder the yaml is in; ``gs://bucket/path`` takes
 that folder, which must hold a data.yaml. Files are cached under
 ``$LAXAI_HOME/datasets/gcs/<bucket>/<path>/`` and skipped when already there with the same
-size, so a continuation on the same machine does not download them again. The local copy
-of the yaml gets ``path:`` set to the local folder, so relative ``train:``/``val:`` entries
-resolve there. The storage client is injectable (there is no GCS emulator).
+size, so a continuation on the same machine does not download them again. The objects'
+sizes are added up before anything is downloaded: over ``MAX_DATASET_BYTES`` the job fails
+with a clear ``dataset_error``. Ultralytics gets a sanitised copy of the yaml
+(``orchestrator.trust.data_yaml``, as for local datasets) whose ``path`` is the local folder and
+whose splits must lie inside it. The storage client is injectable (there is no GCS emulator).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
+from orchestrator.trust import data_yaml
 
+DEFAULT_MAX_BYTES = 8 * 2**30
 LOCAL_YAML = "data.local.yaml"
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -37,8 +40,8 @@ def split(uri: str) -> tuple[str, str, str | None]:
     return bucket, path, None
 
 
-def download(uri: str, root: Path, client: Any = None) -> Path:
-    """Copy the dataset to ``root`` and return the local data.yaml (with ``path`` made local)."""
+def download(uri: str, root: Path, client: Any = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+    """Copy the dataset to ``root`` and return the sanitised local data.yaml (``path`` made local)."""
     bucket, folder, yaml_name = split(uri)
     if client is None:
         from google.cloud import storage
@@ -46,11 +49,15 @@ def download(uri: str, root: Path, client: Any = None) -> Path:
         client = storage.Client()
     prefix = f"{folder}/" if folder else ""
     local = root / bucket / folder
+    blobs = [b for b in client.list_blobs(bucket, prefix=prefix)
+             if b.name[len(prefix):] and not b.name.endswith("/")]  # not "folder" placeholder objects
+    total = sum(blob.size or 0 for blob in blobs)
+    if total > max_bytes:
+        raise GcsDatasetError(f"{uri}: the dataset is {total / 2**30:.2f} GiB, over MAX_DATASET_BYTES "
+                              f"({max_bytes / 2**30:.2f} GiB); use a smaller dataset or ask for a higher limit")
     count = 0
-    for blob in client.list_blobs(bucket, prefix=prefix):
+    for blob in blobs:
         relative = blob.name[len(prefix):]
-        if not relative or relative.endswith("/"):
-            continue  # "folder" placeholder objects
         target = (local / relative).resolve()
         if local.resolve() not in target.parents:
             raise GcsDatasetError(f"{uri}: object {blob.name!r} escapes the dataset folder")
@@ -71,16 +78,9 @@ def download(uri: str, root: Path, client: Any = None) -> Path:
 
 
 def localise(source: Path) -> Path:
-    """A copy of the yaml whose ``path`` is the absolute local folder."""
+    """The sanitised copy of the yaml, beside it: ``path`` is the local folder, splits stay inside it."""
+    folder = source.parent.resolve()
     try:
-        data = yaml.safe_load(source.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise GcsDatasetError(f"{source.name} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise GcsDatasetError(f"{source.name} must be a YAML mapping")
-    declared = data.get("path")
-    if not declared or not Path(str(declared)).is_absolute() or not Path(str(declared)).exists():
-        data["path"] = str(source.parent.resolve())
-    target = source.with_name(LOCAL_YAML)
-    target.write_text(yaml.safe_dump(data, sort_keys=False))
-    return target
+        return data_yaml.write_copy(source, [folder], source.with_name(LOCAL_YAML), foreign_absolute_path=True)
+    except data_yaml.DataYamlError as exc:
+        raise GcsDatasetError(f"{source.name}: {exc}") from None

@@ -42,6 +42,10 @@ def prepare(home: Path) -> None:
     os.environ["YOLO_OFFLINE"] = "1"  # no DNS probe, no hub/analytics traffic
     os.environ["YOLO_AUTOINSTALL"] = "False"  # never pip-install missing packages at run time
     os.environ["YOLO_CONFIG_DIR"] = str(home / "ultralytics")
+    # Every checkpoint Ultralytics loads (weights, resumes, its own final validation) goes through
+    # torch.load(weights_only=True) with its allow-list of model classes: a pickle that would run
+    # code is refused. Read once, at import (ultralytics.utils.SAFE_LOAD).
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     os.environ.setdefault("WANDB_MODE", "offline")
     install_fonts(config_dir(home))
 
@@ -80,6 +84,37 @@ def configure_ultralytics(home: Path) -> None:
     if changed:
         SETTINGS.update(changed)
     _avoid_amp_download()
+    require_safe_load()
+    _safe_checkpoint_rewrites()
+
+
+def _safe_checkpoint_rewrites() -> None:
+    """Route the one Ultralytics load that ignores ULTRALYTICS_SAFE_LOAD through the safe loader too:
+    ``strip_optimizer``, which rewrites last.pt and best.pt after training (with weights_only=False)."""
+    import ultralytics.utils.torch_utils as torch_utils
+    from ultralytics.nn.tasks import _SafeLoad
+
+    original = torch_utils.torch_load
+    if getattr(original, "_laxai_safe", False):
+        return
+
+    def torch_load_safely(f, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - torch.load's signature
+        kwargs["weights_only"] = True
+        with _SafeLoad.loading(f):  # registers the allow-listed classes the file references
+            return original(f, *args, **kwargs)
+
+    torch_load_safely._laxai_safe = True  # type: ignore[attr-defined]
+    torch_utils.torch_load = torch_load_safely
+
+
+def require_safe_load() -> None:
+    """Refuse to train when Ultralytics loads checkpoints unsafely (imported before ``prepare``, or a
+    torch too old for restricted loading): a user's weights could then run code in the worker."""
+    from ultralytics.nn import tasks
+
+    if not (tasks.SAFE_LOAD and tasks._SafeLoad.SUPPORTED):
+        raise RuntimeError("Ultralytics safe loading is off (ULTRALYTICS_SAFE_LOAD must be set before ultralytics "
+                           "is imported, and torch must be 2.6 or newer); refusing to load checkpoints")
 
 
 def _avoid_amp_download() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,9 @@ from orchestrator.registry.base import ModelEntry
 from orchestrator.stores.base import StoreError
 from worker import checkpoints, datasets, offline, signals
 from worker.checkpoints import BEST, LAST, CheckpointUploader
+from worker.error_text import scrubbed, user_error_text
 from worker.gate import GatedStore, WriteGate
+from worker.gpu import GpuUnavailable
 from worker.reporter import Heartbeat, ProgressReporter
 from worker.stop import Budget, StopFlags, StopReason, TrainingStopped
 from worker.wandb_log import WandbRun
@@ -82,14 +83,12 @@ def run(task_id: str, attempt: int, process_started: float | None = None) -> int
         backend.close()
 
 
-def error_from(exc: BaseException, reason: str = "training_error") -> JobError:
-    """A short message and the last lines of the traceback."""
-    text = " ".join(str(exc).split())
-    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    if len(message) > 300:
-        message = message[:297] + "..."
-    lines = [line for chunk in traceback.format_exception(exc) for line in chunk.rstrip("\n").split("\n")]
-    return JobError(reason=reason, message=message, tail=[line for line in lines if line.strip()][-TAIL_LINES:])
+def error_from(exc: BaseException, reason: str = "training_error", home: Path | None = None,
+               log_file: Path | None = None) -> JobError:
+    """What the user sees (worker/error_text.py): the exception and the job's own output, no server
+    paths and no traceback; the traceback goes to the log (every caller logs it)."""
+    message, tail = user_error_text(exc, home or Path.cwd(), log_file, TAIL_LINES)
+    return JobError(reason=reason, message=message, tail=tail)
 
 
 class AttemptRunner:
@@ -133,9 +132,16 @@ class AttemptRunner:
         self.job = job
         try:
             device = self._prepare()
+        except checkpoints.BadWeights as exc:  # our own last.pt refused by the safe loader: never resume from it
+            log.error("%s", exc)
+            return self._close_failed(JobError(reason="bad_weights", message=str(exc)))
+        except GpuUnavailable as exc:  # before any dataset work: fail within seconds, never train on the CPU
+            log.error("%s", exc)
+            return self._close_failed(JobError(reason="gpu_unavailable", message=str(exc)),
+                                      EndReason.GPU_UNAVAILABLE)
         except Exception as exc:  # noqa: BLE001 - e.g. a bad YOLO_DEVICE: fail the job, say why
             log.exception("worker set-up failed")
-            return self._close_failed(error_from(exc, "worker_error"))
+            return self._close_failed(self._error(exc, "worker_error"))
         self._await_launch_record()
         try:
             started = self._write(lambda j: worker_started(j, self.attempt, utcnow(), self.settings.LEASE_SECONDS,
@@ -159,7 +165,7 @@ class AttemptRunner:
             return self._close(outcome)
         except Exception as exc:  # noqa: BLE001 - a bug of ours still ends the attempt cleanly
             log.exception("worker error")
-            return EXIT_OK if self.closed else self._close_failed(error_from(exc, "worker_error"))
+            return EXIT_OK if self.closed else self._close_failed(self._error(exc, "worker_error"))
         finally:
             self._stop_background(flush=False)
             self.wandb.finish(ok=self.job is not None and self.job.status is not JobStatus.FAILED)
@@ -196,7 +202,9 @@ class AttemptRunner:
         offline.configure_ultralytics(self.home)
         from worker.training import pick_device
 
-        device = pick_device(self.settings)
+        # A job that asked for the CPU never needs a GPU; otherwise REQUIRE_GPU (on by default on Cloud Run).
+        required = self.settings.require_gpu and self.job.spec.gpu_type != "cpu"
+        device = pick_device(self.settings, require_gpu=required)
         configured = self.job.spec.gpu_type or self.settings.GPU_TYPE
         if device.is_gpu:
             self.rates, self.estimate = self.settings.rates(configured), None
@@ -262,17 +270,24 @@ class AttemptRunner:
 
         try:
             # Generating a large synthetic dataset takes a while: stop requests are honoured between images.
-            data_yaml = datasets.resolve(self.job.spec, self.home, check=self.flags.check, backend=self.backend.name)
+            # The tenant's dataset is checked against its data roots again (the service did at submit)
+            # and Ultralytics gets a sanitised copy of its data.yaml, in this job's run directory.
+            data_yaml = datasets.resolve(self.job.spec, self.home, check=self.flags.check, backend=self.backend.name,
+                                         access=datasets.DataAccess.of(self.settings, self.job.tenant_id),
+                                         out_dir=self._run_dir())
             datasets.check(data_yaml)
             self.session = TrainingSession(
                 spec=self.job.spec, data_yaml=data_yaml, run_dir=self._run_dir(), device=device,
                 resume=self.resume, flags=self.flags, reporter=self.reporter, uploader=self.uploader,
-                wandb=self.wandb,
+                wandb=self.wandb, weights=self._starting_weights(),
             )
             self.session.train()
         except datasets.DatasetError as exc:
             log.error("dataset error: %s", exc)
             return Outcome(error=JobError(reason="dataset_error", message=str(exc)))
+        except checkpoints.BadWeights as exc:
+            log.error("bad weights: %s", exc)
+            return Outcome(error=JobError(reason="bad_weights", message=str(exc)))
         except TrainingStopped as stop:
             log.info("training stopped: %s", stop.reason.value)
             return Outcome(stopped=stop.reason)
@@ -280,10 +295,23 @@ class AttemptRunner:
             log.exception("training failed")
             # Ultralytics wraps dataset problems it finds itself as "Dataset '...' error".
             reason = "dataset_error" if str(exc).startswith("Dataset '") else "training_error"
-            return Outcome(error=error_from(exc, reason))
+            return Outcome(error=self._error(exc, reason))
         return Outcome(completed=True)
 
+    def _starting_weights(self) -> Path | None:
+        """model_params.weights as a checked local file (None when not given, or when resuming from last.pt)."""
+        text = self.job.spec.model_params.weights
+        if not text or self.resume is not None:
+            return None
+        tenant = self.job.tenant_id
+        return checkpoints.fetch_weights(text, tenant, self.backend, self.settings.data_roots(tenant),
+                                         self.home / "weights", self._run_dir() / "start-weights.pt")
+
     # -- closing -----------------------------------------------------------------
+
+    def _error(self, exc: BaseException, reason: str) -> JobError:
+        """The JobError a user sees for ``exc``, with this job's own output (local log) in its tail."""
+        return error_from(exc, reason, self.home, log_path(self.home, self.task_id))
 
     def _write(self, fn: Callable[[Job], Job | None], kind: str) -> Job:
         """Apply a transition, retrying store errors; NotOurs when refused, StoreError when the store stays down."""
@@ -328,7 +356,7 @@ class AttemptRunner:
                 return self._close_completed()
             except Exception as exc:  # noqa: BLE001 - e.g. final checkpoint upload failed for good
                 log.exception("could not store the results")
-                return self._close_failed(error_from(exc, "artifact_error"))
+                return self._close_failed(self._error(exc, "artifact_error"))
         if outcome.error is not None:
             return self._close_failed(outcome.error)
         reason = outcome.stopped
@@ -440,14 +468,15 @@ class AttemptRunner:
             "status:completed",
         )
 
-    def _close_failed(self, error: JobError) -> int:
+    def _close_failed(self, error: JobError, reason: EndReason = EndReason.FAILED) -> int:
+        error = scrubbed(error, self.home)  # whoever built it: no server path reaches /status or Slack
         self._stop_background(flush=True, upload_wait=30.0)
         if self.flags.lost:
             return EXIT_NOT_OURS
         artifacts, epochs, _ = self._checkpoint() if self.uploader else ({}, self._start_epoch(), 0.0)
         progress = self._progress(f"Failed: {error.message}"[:200], epochs)
         return self._closing_write(
-            lambda j: finish(j, self.attempt, EndReason.FAILED, utcnow(), self.rates or self.settings.rates("cpu"),
+            lambda j: finish(j, self.attempt, reason, utcnow(), self.rates or self.settings.rates("cpu"),
                              self.estimate, error=error, artifacts=artifacts, progress=progress),
             "status:failed",
         )

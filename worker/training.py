@@ -21,6 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.domain.job import Progress
 from orchestrator.domain.spec import JobSpec
 from worker.checkpoints import BEST, LAST, CheckpointUploader, ResumePoint
+from worker.gpu import GpuUnavailable, gpu_unavailable_message, nvidia_driver
 from worker.reporter import ProgressReporter
 from worker.stop import StopFlags
 from worker.wandb_log import WandbRun
@@ -50,12 +51,15 @@ class Device:
         return self.arg != "cpu"
 
 
-def pick_device(settings: Settings) -> Device:
-    """The GPU when there is one, else the CPU; YOLO_DEVICE ("cpu", "0", "cuda:1") overrides."""
+def pick_device(settings: Settings, require_gpu: bool = False) -> Device:
+    """The GPU when there is one, else the CPU; YOLO_DEVICE ("cpu", "0", "cuda:1") overrides.
+    With ``require_gpu`` no CUDA device raises GpuUnavailable instead of falling back to the CPU."""
     import torch
 
     forced = (settings.YOLO_DEVICE or "").strip().lower()
     if forced == "cpu":
+        if require_gpu:  # the GPU requirement guards what is billed: it wins over a stray setting
+            raise GpuUnavailable("REQUIRE_GPU is set but YOLO_DEVICE=cpu forces the CPU; unset one of them")
         return Device("cpu", "cpu")
     if forced:
         # One device only: multi-GPU (DDP) would run training in subprocesses our callbacks never see.
@@ -67,6 +71,8 @@ def pick_device(settings: Settings) -> Device:
         return Device(index, f"cuda:{index} {torch.cuda.get_device_name(int(index))}")
     if torch.cuda.is_available():
         return Device("0", f"cuda:0 {torch.cuda.get_device_name(0)}")
+    if require_gpu:
+        raise GpuUnavailable(gpu_unavailable_message(torch.__version__, torch.version.cuda, *nvidia_driver()))
     return Device("cpu", "cpu")
 
 
@@ -102,6 +108,7 @@ class TrainingSession:
     reporter: ProgressReporter
     uploader: CheckpointUploader
     wandb: WandbRun
+    weights: Path | None = None  # the checked local file of model_params.weights, when given
     epochs_done: int = 0  # finished epochs of the job (not only of this attempt)
     start_epoch: int = field(default=0, init=False)  # where this attempt began
     final_metrics: dict[str, float] = field(default_factory=dict)
@@ -147,10 +154,10 @@ class TrainingSession:
             args: dict[str, Any] = {**common, "resume": True, "save_dir": str(self.save_dir)}
         else:
             params = self.spec.model_params
-            if params.weights and not Path(params.weights).expanduser().is_file():
-                # Checked here: for a missing file Ultralytics would try to download one of that name.
-                raise FileNotFoundError(f"model_params.weights: no such checkpoint file: {params.weights}")
-            model = YOLO(str(Path(params.weights).expanduser()) if params.weights else f"{params.architecture}.yaml")
+            if params.weights and self.weights is None:
+                raise ValueError("model_params.weights was not fetched and checked (worker.checkpoints.fetch_weights)")
+            # Starting weights: the local file fetch_weights checked (Ultralytics loads it with its safe loader).
+            model = YOLO(str(self.weights) if params.weights else f"{params.architecture}.yaml")
             args = {
                 **common,
                 "epochs": self.total_epochs,

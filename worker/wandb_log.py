@@ -1,13 +1,18 @@
 """Weights & Biases logging for one job: per-epoch metrics and the best model as an artifact.
 
 One W&B run per job (id = task_id, resume="allow"), so every execution of a
-resumed job appends to the same run. Offline by default (``WANDB_MODE``), under
+resumed job appends to the same run. Tenants share one W&B project, so every
+name a tenant could pick carries the tenant: artifacts are
+``<tenant digest>-<tenant>-<name>`` (the digest comes first, so no tenant's
+name can spell another tenant's prefix) and runs ``<tenant>/<name>``; one
+tenant's ``prod:best`` never moves another's. Offline by default (``WANDB_MODE``), under
 ``$LAXAI_HOME/wandb``; ``wandb sync`` can upload it later. W&B is a side
 channel: every failure is logged as a warning and never fails the job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -32,20 +37,45 @@ QUIET_SETTINGS: dict[str, Any] = {
 }
 
 
-def artifact_name(name: str) -> str:
-    """A W&B-safe artifact name (letters, digits, '-', '_', '.')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+# W&B artifact names: letters, digits, '-', '_', '.'; at most 128 characters.
+TENANT_CHARS, NAME_CHARS = 32, 80
+
+
+def _digest(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _slug(text: str, limit: int) -> str:
+    """W&B-safe characters only; past ``limit`` cut, with a digest of the whole so cuts stay apart."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    if len(slug) > limit:
+        slug = slug[: limit - 9].rstrip("-.") + "-" + _digest(text)
+    return slug
+
+
+def artifact_name(tenant: str, name: str) -> str:
+    """The W&B artifact name of ``tenant``'s model ``name``: unique per (tenant, name).
+
+    The tenant's digest leads at a fixed width, so two tenants' names differ there whatever
+    either picks as ``name`` (a readable tenant alone could be spelled inside another's name)."""
+    return f"{_digest(tenant)}-{_slug(tenant, TENANT_CHARS) or 'tenant'}-{_slug(name, NAME_CHARS) or 'model'}"
+
+
+def run_name(job: Job) -> str:
+    """The run's display name, with its tenant (W&B allows any text here)."""
+    return f"{job.tenant_id}/{job.spec.display_name}"
 
 
 class WandbRun:
     """A W&B run that turns itself off at the first error."""
 
-    def __init__(self) -> None:
+    def __init__(self, tenant: str = "") -> None:
         self.run: Any = None
+        self.tenant = tenant  # every artifact name carries it
 
     @classmethod
     def start(cls, settings: Settings, job: Job, device: str) -> WandbRun:
-        self = cls()
+        self = cls(job.tenant_id)
         if settings.WANDB_MODE == "disabled":
             return self
         try:
@@ -59,7 +89,7 @@ class WandbRun:
                 project=settings.WANDB_PROJECT,
                 id=job.task_id,
                 resume="allow",  # a continuation appends to the run its first execution opened
-                name=spec.display_name,
+                name=run_name(job),
                 group=job.tenant_id,
                 job_type="train",
                 tags=list(spec.wandb_tags),
@@ -93,10 +123,11 @@ class WandbRun:
         def log_it() -> str:
             import wandb
 
-            artifact = wandb.Artifact(artifact_name(name), type="model", metadata=metadata)
+            named = artifact_name(self.tenant, name)
+            artifact = wandb.Artifact(named, type="model", metadata={**metadata, "tenant": self.tenant})
             artifact.add_file(str(path), name="best.pt")
             self.run.log_artifact(artifact, aliases=["best", "latest"])
-            return f"{artifact_name(name)}:latest"
+            return f"{named}:latest"
 
         return self._guard("artifact", log_it)
 

@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.domain.errors import SpecError, errors_from_list
-from orchestrator.service import Conflict, NotFound
+from orchestrator.domain.job import IdempotencyKeyReused
+from orchestrator.service import Conflict, NotFound, QueueFull
 from orchestrator.stores.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _spec(_: Request, exc: SpecError) -> JSONResponse:
         return JSONResponse({"error": f"invalid request: {exc}", "detail": _fields(exc.errors)}, 422)
 
+    @app.exception_handler(IdempotencyKeyReused)
+    async def _key_reused(_: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        # The first request stays as it was; nothing of this one is stored.
+        return JSONResponse({"error": f"{exc.code}: {exc}", "code": exc.code, "detail": _fields(exc.errors)}, 422)
+
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"error": f"no job {str(exc)[:64]!r}"}, 404)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "code": "too_many_queued", "limit": exc.limit}, 429,
+                            headers={"Retry-After": "30"})
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:

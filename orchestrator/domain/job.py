@@ -9,12 +9,15 @@ versions of it. Pure domain code.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.domain.errors import FieldError, SpecError
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 
@@ -45,6 +48,8 @@ class EndReason(str, enum.Enum):
     CONTINUATION = "continuation"  # planned stop before the task time cap; resumes
     LEASE_EXPIRED = "lease_expired"  # worker stopped heartbeating (killed, machine lost)
     LAUNCH_FAILED = "launch_failed"  # the execution could not be started
+    OUT_OF_MEMORY = "out_of_memory"  # the kernel killed the worker over WORKER_MEMORY_LIMIT; fails the job
+    GPU_UNAVAILABLE = "gpu_unavailable"  # REQUIRE_GPU and no CUDA device visible; fails the job, no retry
 
     @property
     def resumes(self) -> bool:
@@ -54,8 +59,9 @@ class EndReason(str, enum.Enum):
 
     @property
     def counts_as_recovery(self) -> bool:
-        """Unplanned losses count against MAX_RECOVERIES; planned continuations don't."""
-        return self in (EndReason.INTERRUPTED, EndReason.LEASE_EXPIRED, EndReason.LAUNCH_FAILED)
+        """Lost executions count against MAX_RECOVERIES; planned continuations don't, nor do failed
+        launches (nothing ran: MAX_LAUNCH_ATTEMPTS in a row bounds those)."""
+        return self in (EndReason.INTERRUPTED, EndReason.LEASE_EXPIRED)
 
 
 class Progress(Record):
@@ -107,6 +113,9 @@ class JobError(Record):
     """Why a job failed, in words a person can act on."""
 
     reason: str  # machine-readable: timeout, training_error, lease_expired, dataset_error...
+    # bad_weights: a checkpoint the worker would load (model_params.weights, a registry: or task:
+    # reference, or the job's own last.pt) was refused by the safe loader, is not the tenant's, or
+    # is unavailable; nothing in it ran (worker/checkpoints.py).
     message: str
     tail: list[str] = Field(default_factory=list)  # last lines of the error output
 
@@ -152,6 +161,17 @@ class CancelRequest(Record):
     at: datetime
 
 
+class IdempotencyKeyReused(SpecError):
+    """An idempotency key already used for another request (another body, or another job retried)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str):
+        super().__init__([FieldError("Idempotency-Key", "already used for a different request; "
+                                     "send a new key for a new request")])
+        self.key = key
+
+
 class Job(Record):
     """The full record of a training job."""
 
@@ -176,9 +196,26 @@ class Job(Record):
     cancel: CancelRequest | None = None
     retry_of: str | None = None
     idempotency_key: str | None = None
+    idempotency_hash: str | None = None  # what the key was first used for (request_hash); stores set it
     # Front-end state (e.g. the Slack card's ts and what was already posted).
     # The orchestrator stores it and never reads it.
     notify: dict[str, Any] = Field(default_factory=dict)
+
+    def request_hash(self) -> str:
+        """What an idempotency key is bound to: the validated spec, the job it retries and where it
+        reports (team, channel), as canonical JSON. Not who clicked, nor when, nor the thread: a
+        repeated delivery or a second click on one card is the same request."""
+        body = {"spec": self.spec.model_dump(mode="json"), "retry_of": self.retry_of,
+                "origin": self.origin.model_dump(mode="json", include={"team", "channel"})}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def replayed_by(self, request: Job) -> Job:
+        """This stored job, as the answer to ``request`` arriving with its idempotency key;
+        IdempotencyKeyReused when the key was first used for a different request."""
+        if (self.idempotency_hash or self.request_hash()) != request.request_hash():
+            raise IdempotencyKeyReused(request.idempotency_key or "")
+        return self
 
     @property
     def current_attempt(self) -> Attempt | None:

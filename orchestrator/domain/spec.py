@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from orchestrator.domain.cost import GPU_TYPES
 
@@ -32,6 +32,8 @@ DEFAULT_ARCHITECTURE = ARCHITECTURE_ALIASES["yolo"]
 MODEL_TYPES = ("detection",)
 SYNTHETIC_PATTERN = re.compile(r"synthetic(?::(\d+))?")
 SYNTHETIC_IMAGES = (8, 10_000)  # allowed range of N in "synthetic:N"
+# Generated pixels per synthetic dataset (N x input_size²): bounds its disk (~20 GB at 10000 x 2048²).
+SYNTHETIC_PIXEL_BUDGET = 2_500_000_000
 
 LIMITS = {
     "epochs": (1, 1000),
@@ -138,6 +140,21 @@ class JobSpec(StrictModel):
                 raise ValueError(f"synthetic:N needs N between {low} and {high}")
         if "\x00" in value or not value.isprintable():
             raise ValueError("must be printable text")
+        return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _pixel_budget(cls, value: str, info: ValidationInfo) -> str:
+        params = info.data.get("model_params")
+        match = SYNTHETIC_PATTERN.fullmatch(value)
+        if params is None or not match or not match.group(1):
+            return value
+        count, size = int(match.group(1)), params.input_size
+        if count * size * size > SYNTHETIC_PIXEL_BUDGET:
+            most = SYNTHETIC_PIXEL_BUDGET // (size * size)
+            raise ValueError(f"synthetic:{count} at input_size {size} is over the budget of "
+                             f"{SYNTHETIC_PIXEL_BUDGET:,} generated pixels (N x input_size²); "
+                             f"at input_size {size} use synthetic:N with N at most {most}")
         return value
 
     @property

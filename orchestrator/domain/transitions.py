@@ -30,6 +30,10 @@ OUTCOME_STATUS = {
     EndReason.FAILED: JobStatus.FAILED,
     EndReason.TIMEOUT: JobStatus.FAILED,
     EndReason.CANCELLED: JobStatus.CANCELLED,
+    # Not a recovery: the same spec would run out of memory again, so retrying only burns time.
+    EndReason.OUT_OF_MEMORY: JobStatus.FAILED,
+    # Not a recovery either: the next execution would land on the same machine image without a GPU.
+    EndReason.GPU_UNAVAILABLE: JobStatus.FAILED,
 }
 
 
@@ -195,14 +199,25 @@ def finish(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rate
     return _move(job, target, now, **update)
 
 
+def launch_failures(attempts: list[Attempt]) -> int:
+    """How many of the last attempts, in a row, ended because their execution could not be started."""
+    count = 0
+    for attempt in reversed(attempts):
+        if attempt.end_reason is not EndReason.LAUNCH_FAILED:
+            break
+        count += 1
+    return count
+
+
 def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rates,
             max_recoveries: int, estimate: Rates | None = None, *, detail: str | None = None,
             lost_seconds: float | None = None, end_epoch: int | None = None,
-            artifacts: dict[str, Any] | None = None) -> Job | None:
+            artifacts: dict[str, Any] | None = None, max_launch_attempts: int | None = None) -> Job | None:
     """End the current attempt so the job runs again from its checkpoint.
 
-    A cancelling job whose worker is gone becomes cancelled instead, and a job that
-    lost more executions than MAX_RECOVERIES fails with a reason that says so.
+    A cancelling job whose worker is gone becomes cancelled instead, a job that lost
+    more executions than MAX_RECOVERIES fails with a reason that says so, and so does
+    one whose last ``max_launch_attempts`` launches all failed (``launch_failed``).
     """
     if not reason.resumes or not _owns(job, attempt):
         return None
@@ -215,6 +230,13 @@ def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rat
     if job.status is JobStatus.CANCELLING:
         return _move(job, JobStatus.CANCELLED, now, finished_at=now, **base,
                      progress=job.progress.model_copy(update={"message": "Cancelled", "updated_at": now}))
+    tries = launch_failures(attempts) if reason is EndReason.LAUNCH_FAILED else 0
+    if max_launch_attempts is not None and tries >= max_launch_attempts:
+        message = (f"no worker could be started: {tries} launches failed in a row "
+                   f"(MAX_LAUNCH_ATTEMPTS={max_launch_attempts})" + (f"; last: {detail}" if detail else ""))
+        return _move(job, JobStatus.FAILED, now, finished_at=now, error=JobError(reason="launch_failed",
+                     message=message), **base, progress=job.progress.model_copy(
+                         update={"message": "Failed: no worker could be started", "updated_at": now}))
     recoveries = job.recoveries + (1 if reason.counts_as_recovery else 0)
     if recoveries > max_recoveries:
         message = (f"gave up after {recoveries} lost executions (MAX_RECOVERIES={max_recoveries}); "

@@ -31,5 +31,9 @@ class Launcher(abc.ABC):
         """The exit code if the launcher knows the execution has ended, else None."""
         return None
 
+    def out_of_memory(self, execution: str) -> str | None:
+        """Why the execution was killed for using too much memory (read after ``exited``), else None."""
+        return None
+
     def close(self) -> None:
         """Release resources."""

@@ -2,23 +2,41 @@
 
 Workers run in their own session so they outlive a service restart (a restarted
 service finds them still heartbeating and leaves them alone) and so a hard stop
-can signal the whole process group. Output goes to ``<LAXAI_HOME>/logs/<task>.log``.
+can signal the whole process group.
+
+Limits (see README "Security model"):
+
+- memory: each worker runs in its own memory cgroup (``memlimit``), joined before the
+  worker execs, so the kernel stops it past ``WORKER_MEMORY_LIMIT``; ``out_of_memory``
+  then tells the dispatcher why the process died. Where no cgroup can be made the
+  limit is not enforced, and the start-up log says so.
+- log: output goes through a pipe to a small writer process (``logcap``) that appends
+  to ``<LAXAI_HOME>/logs/<task>.log`` and keeps its last 10 MB.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from orchestrator.domain.job import Job
+from orchestrator.launchers import logcap
 from orchestrator.launchers.base import Launcher, LaunchError
+from orchestrator.launchers.memlimit import JobCgroup, MemoryLimiter
 
+log = logging.getLogger(__name__)
 
 WITHHELD_FROM_WORKERS = frozenset({"LAXAI_API_TOKENS", "LAXAI_TOKEN"})
+LOG_CAP_BYTES = logcap.DEFAULT_CAP
+ENDED_KEPT = 1000  # exit records of finished workers kept for the dispatcher to read
+WRITER_DRAIN_SECONDS = 2.0  # how long an exit waits for the log writer to write the last lines
 
 
 def log_path(home: Path, task_id: str) -> Path:
@@ -33,45 +51,109 @@ def _pid(execution: str) -> int | None:
 class LocalProcessLauncher(Launcher):
     """Starts workers as child processes of the service."""
 
-    def __init__(self, home: Path, python: str = sys.executable, env: dict[str, str] | None = None):
+    def __init__(self, home: Path, python: str = sys.executable, env: dict[str, str] | None = None,
+                 memory_limit: int | None = None, cgroup_root: Path | None = None,
+                 log_cap: int = LOG_CAP_BYTES):
         self.home = home
         self.python = python
         self.env = env
+        self.log_cap = log_cap
+        self.limiter = MemoryLimiter(memory_limit, cgroup_root)  # `laxai serve` logs describe() at start
+        self.limiter.remove_stale()  # cgroups of workers that outlived an earlier service
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._writers: dict[int, subprocess.Popen[bytes]] = {}  # worker pid -> its log writer
+        self._cgroups: dict[int, JobCgroup] = {}
+        self._ended: OrderedDict[int, tuple[int, str | None]] = OrderedDict()  # pid -> (code, oom detail)
+        self._leftover: list[JobCgroup] = []  # cgroups that could not be removed yet
         self._guard = threading.Lock()
 
-    def launch(self, job: Job, attempt: int) -> str:
-        path = log_path(self.home, job.task_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _environment(self) -> dict[str, str]:
         # Workers get no front-end secrets: they never talk to Slack or check API tokens.
         env = {k: v for k, v in (os.environ if self.env is None else self.env).items()
                if not k.startswith("SLACK_") and k not in WITHHELD_FROM_WORKERS}
         env["LAXAI_HOME"] = str(self.home)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _start_writer(self, path: Path, read_fd: int) -> subprocess.Popen[bytes]:
+        """The log writer: its own session, so neither a stop of the worker's group nor a
+        service restart cuts the worker's output short."""
+        return subprocess.Popen([sys.executable, "-I", logcap.__file__, str(path), str(self.log_cap)],
+                                stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, env={})  # needs nothing, gets no secrets
+
+    def launch(self, job: Job, attempt: int) -> str:
+        path = log_path(self.home, job.task_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
         command = [self.python, "-m", "worker", "--task-id", job.task_id, "--attempt", str(attempt)]
+        if shutil.which(self.python) is None:  # behind the cgroup shim this would only be an exit code
+            raise LaunchError(f"could not start the worker: {self.python} is not an executable")
+        cgroup = self.limiter.create(f"{job.task_id}-a{attempt}")
+        writer = None
         try:
-            with open(path, "ab") as log:
-                log.write(f"--- attempt {attempt}: {' '.join(command)}\n".encode())
-                log.flush()
-                child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
+            with open(path, "ab") as header:
+                header.write(f"--- attempt {attempt}: {' '.join(command)}\n".encode())
+            read_fd, write_fd = os.pipe()
+            try:
+                writer = self._start_writer(path, read_fd)
+                child = subprocess.Popen(cgroup.wrap(command) if cgroup else command, stdout=write_fd,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=self._environment(), start_new_session=True)
+            finally:
+                os.close(read_fd)
+                os.close(write_fd)
         except OSError as exc:
+            if cgroup is not None:
+                cgroup.remove()
+            if writer is not None:
+                writer.wait(timeout=WRITER_DRAIN_SECONDS)  # its pipe is closed: it ends at once
             raise LaunchError(f"could not start the worker: {exc}") from exc
         with self._guard:
             self._children[child.pid] = child
+            self._writers[child.pid] = writer
+            self._ended.pop(child.pid, None)  # a reused pid: forget the old process
+            if cgroup is not None:
+                self._cgroups[child.pid] = cgroup
         return f"local:{child.pid}"
+
+    def _finish(self, pid: int, code: int) -> None:
+        """Record how a child ended (reading its cgroup first), then release what it held."""
+        with self._guard:
+            self._children.pop(pid, None)
+            writer = self._writers.pop(pid, None)
+            cgroup = self._cgroups.pop(pid, None)
+        oom = cgroup.oom_detail() if cgroup is not None and cgroup.oom_killed(code) else None
+        if oom:
+            log.warning("worker %d: %s", pid, oom)
+        if cgroup is not None and not cgroup.remove():
+            self._leftover.append(cgroup)
+        if writer is not None:
+            try:
+                writer.wait(timeout=WRITER_DRAIN_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass  # a grandchild still holds the pipe; reap() collects the writer later
+            else:
+                writer = None
+        with self._guard:
+            if writer is not None:
+                self._writers[-writer.pid] = writer  # orphaned writer, collected by reap()
+            self._ended[pid] = (code, oom)
+            while len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
 
     def exited(self, execution: str) -> int | None:
         pid = _pid(execution)
         if pid is None:
             return None
         with self._guard:
+            ended = self._ended.get(pid)
             child = self._children.get(pid)
+        if ended is not None:
+            return ended[0]
         if child is not None:
             code = child.poll()
             if code is not None:
-                with self._guard:
-                    self._children.pop(pid, None)
+                self._finish(pid, code)
             return code
         # Not our child (started before a service restart): ask the OS.
         try:
@@ -81,6 +163,13 @@ class LocalProcessLauncher(Launcher):
         except PermissionError:
             return None
         return None
+
+    def out_of_memory(self, execution: str) -> str | None:
+        """Why the kernel killed this execution for memory, or None if it did not."""
+        pid = _pid(execution)
+        with self._guard:
+            ended = self._ended.get(pid) if pid is not None else None
+        return ended[1] if ended else None
 
     def stop(self, execution: str) -> None:
         pid = _pid(execution)
@@ -93,11 +182,15 @@ class LocalProcessLauncher(Launcher):
         self.exited(execution)
 
     def reap(self) -> None:
-        """Collect exited children so none linger as zombies."""
+        """Collect exited children (and their log writers) so none linger as zombies."""
         with self._guard:
-            done = [pid for pid, child in self._children.items() if child.poll() is not None]
-            for pid in done:
-                self._children.pop(pid, None)
+            done = [(pid, code) for pid, child in self._children.items() if (code := child.poll()) is not None]
+            orphans = [pid for pid, writer in self._writers.items() if pid < 0 and writer.poll() is not None]
+            for pid in orphans:
+                self._writers.pop(pid, None)
+        for pid, code in done:
+            self._finish(pid, code)
+        self._leftover = [cgroup for cgroup in self._leftover if not cgroup.remove(attempts=1)]
 
     def close(self) -> None:
         self.reap()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,6 +100,25 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def queued(self, limit: int = 100) -> list[Job]:
         """Queued jobs in dispatch order: highest priority first, then oldest."""
+
+    @abc.abstractmethod
+    def queued_by_tenant(self, per_tenant: int, skip: Collection[str] = ()) -> dict[str, list[Job]]:
+        """For each tenant with queued jobs, except the tenants in ``skip``: its first ``per_tenant``
+        queued jobs in dispatch order (highest priority first, then oldest).
+
+        What the dispatcher shares free slots from (``domain.fair_share``): however many jobs one
+        tenant has queued, every other tenant's next jobs are in the answer. Its cost grows with
+        the number of tenants that have queued jobs times ``per_tenant``, not with the number of
+        queued jobs."""
+
+    @abc.abstractmethod
+    def count_queued(self, tenant_id: str, at_most: int | None = None) -> int:
+        """How many of the tenant's jobs are queued, counting no further than ``at_most`` when given
+        (counted in an index: no record is read)."""
+
+    @abc.abstractmethod
+    def by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
+        """The tenant's job stored with this idempotency key, if any."""
 
     @abc.abstractmethod
     def active(self) -> list[Job]:

@@ -33,12 +33,11 @@ Write budget: Firestore sustains about one write per second per document. Every
 writes low; the worker already throttles progress (``PROGRESS_INTERVAL``) and
 heartbeats (``LEASE_SECONDS``). Do not add per-batch writes.
 
-Production indexes (the emulator needs none): composite indexes on
-(status ASC, priority DESC, created_at ASC) for ``queued``, and on
-(tenant_id, created_at DESC), (tenant_id, status, created_at DESC),
-(tenant_id, channel, created_at DESC), (tenant_id, status, channel, created_at DESC),
-(status, created_at DESC), (channel, created_at DESC) for ``list``. Exempt the
-``job`` map from single-field indexing to keep writes cheap.
+Production indexes (the emulator needs none): ``firestore.indexes.json`` at the repository
+root declares the composite indexes these queries need and exempts the ``job`` map from
+single-field indexing (deploy.sh creates them). A new query or filter combination needs its
+index there: the tests record every query shape sent to the emulator and fail, naming the
+query, when Firestore would refuse it (tests/support/firestore_queries.py).
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +67,8 @@ ACTIVE = [JobStatus.RUNNING.value, JobStatus.CANCELLING.value]
 # Whole-transaction retries on contention (each also retries its commit itself).
 TRANSACTION_ATTEMPTS = 25
 WATCH_READY_TIMEOUT = 30.0
+# Queued jobs read per query when looking for each tenant's next jobs (queued_by_tenant).
+QUEUE_PAGE = 20
 JOB_FIELD, KIND_FIELD = "job", "last_change"  # the full record, and what its newest change was
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,500}$")
 
@@ -173,7 +174,8 @@ class FirestoreJobStore(JobStore):
     # -- writes ---------------------------------------------------------------
 
     def create(self, job: Job) -> tuple[Job, bool]:
-        job = job.model_copy(update={"version": 1, "updated_at": utcnow()})
+        keyed = job.request_hash() if job.idempotency_key else None
+        job = job.model_copy(update={"version": 1, "updated_at": utcnow(), "idempotency_hash": keyed})
         ref = self._jobs.document(doc_id(job.task_id))
         key_ref = self._key_ref(job.tenant_id, job.idempotency_key) if job.idempotency_key else None
 
@@ -182,15 +184,16 @@ class FirestoreJobStore(JobStore):
                 key = key_ref.get(transaction=tx)
                 if key.exists:
                     existing = self._jobs.document(doc_id(key.get("task_id"))).get(transaction=tx)
-                    if existing.exists:
-                        return self._decode(existing), False
+                    if existing.exists:  # the same request again, or IdempotencyKeyReused
+                        return self._decode(existing).replayed_by(job), False
             current = ref.get(transaction=tx)
             if current.exists:
                 return self._decode(current), False
             tx.create(ref, self._encode(job, "created"))
             if key_ref is not None:
                 tx.set(key_ref, {"tenant_id": job.tenant_id, "idempotency_key": job.idempotency_key,
-                                 "task_id": job.task_id, "created_at": job.created_at})
+                                 "task_id": job.task_id, "created_at": job.created_at,
+                                 "request_hash": job.idempotency_hash})
             return job, True
 
         with self._stripes("key", job.tenant_id, job.idempotency_key or job.task_id):
@@ -263,6 +266,52 @@ class FirestoreJobStore(JobStore):
             .limit(int(limit))
         )
         return self._run(query)
+
+    def queued_by_tenant(self, per_tenant: int, skip: Collection[str] = ()) -> dict[str, list[Job]]:
+        # Firestore has no DISTINCT: walk the queue in (tenant_id, priority DESC, created_at) order a page
+        # at a time, starting each page past the tenants already in hand. A page holds all the jobs of
+        # every tenant but its last, so short queues cost a fraction of a query each, a long one a query.
+        found: dict[str, list[Job]] = {}
+        after: str | None = None
+        page = max(int(per_tenant), QUEUE_PAGE)
+        while per_tenant > 0:
+            query = self._jobs.where(filter=FieldFilter("status", "==", JobStatus.QUEUED.value))
+            if after is not None:
+                query = query.where(filter=FieldFilter("tenant_id", ">", after))
+            query = (query.order_by("tenant_id").order_by("priority", direction=firestore.Query.DESCENDING)
+                     .order_by("created_at").limit(page))
+            jobs = self._run(query)
+            groups: dict[str, list[Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.tenant_id, []).append(job)
+            cut = jobs[-1].tenant_id if len(jobs) == page else None  # may have more jobs past the page
+            for tenant, group in groups.items():
+                if tenant == cut and len(group) < per_tenant:
+                    break  # the page ended inside this tenant's first jobs: the next page starts with it
+                if tenant not in skip:
+                    found[tenant] = group[:per_tenant]
+                after = tenant
+            if len(jobs) < page:
+                return found
+        return found
+
+    def count_queued(self, tenant_id: str, at_most: int | None = None) -> int:
+        query = (self._jobs.where(filter=FieldFilter("status", "==", JobStatus.QUEUED.value))
+                 .where(filter=FieldFilter("tenant_id", "==", tenant_id)))
+        if at_most is not None:  # billed by index entries counted: one read per 1000
+            query = query.limit(int(at_most))
+        try:
+            (result,), = query.count(alias="queued").get()
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreError(str(exc)) from exc
+        return int(result.value)
+
+    def by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
+        try:
+            entry = self._key_ref(tenant_id, key).get()
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise StoreError(str(exc)) from exc
+        return self.get(entry.get("task_id")) if entry.exists else None
 
     def active(self) -> list[Job]:
         return self._run(self._jobs.where(filter=FieldFilter("status", "in", ACTIVE)))

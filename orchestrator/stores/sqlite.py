@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (tenant_id, idempoten
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, priority DESC, created_at);
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant_id, created_at DESC);
+-- Each tenant's queued jobs in dispatch order (fair share: queued_by_tenant, count_queued).
+CREATE INDEX IF NOT EXISTS jobs_tenant_queue ON jobs (status, tenant_id, priority DESC, created_at);
 CREATE TABLE IF NOT EXISTS job_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL,
@@ -65,8 +67,9 @@ EVENTS_KEPT = 50_000
 class SqliteJobStore(JobStore):
     """Job records in ``<LAXAI_HOME>/laxai.db``."""
 
-    def __init__(self, path: Path | str, watch_interval: float = 0.1, write_gap: float = 0.0):
-        self.db = SqliteDatabase(path, SCHEMA)
+    def __init__(self, path: Path | str, watch_interval: float = 0.1, write_gap: float = 0.0,
+                 timeout: float | None = None):
+        self.db = SqliteDatabase(path, SCHEMA, timeout=timeout)  # timeout: STORE_TIMEOUT (sqlite_db)
         self.write_gap = max(0.0, write_gap)
         self.watch_interval = watch_interval
         self._writes = 0
@@ -96,7 +99,8 @@ class SqliteJobStore(JobStore):
             conn.execute("DELETE FROM job_events WHERE seq <= (SELECT MAX(seq) FROM job_events) - ?", (EVENTS_KEPT,))
 
     def create(self, job: Job) -> tuple[Job, bool]:
-        job = job.model_copy(update={"version": 1, "updated_at": utcnow()})
+        keyed = job.request_hash() if job.idempotency_key is not None else None
+        job = job.model_copy(update={"version": 1, "updated_at": utcnow(), "idempotency_hash": keyed})
         try:
             with self.db.write() as conn:
                 if job.idempotency_key is not None:
@@ -104,8 +108,8 @@ class SqliteJobStore(JobStore):
                         "SELECT data FROM jobs WHERE tenant_id = ? AND idempotency_key = ?",
                         (job.tenant_id, job.idempotency_key),
                     ).fetchone()
-                    if row:
-                        return Job.model_validate_json(row["data"]), False
+                    if row:  # the same request again, or IdempotencyKeyReused
+                        return Job.model_validate_json(row["data"]).replayed_by(job), False
                 values = self._row_values(job)
                 conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
                 self._append_event(conn, job, "created", values[-1])
@@ -203,6 +207,40 @@ class SqliteJobStore(JobStore):
             "SELECT data FROM jobs WHERE status = ? ORDER BY priority DESC, created_at, rowid LIMIT ?",
             (JobStatus.QUEUED.value, int(limit)),
         )
+
+    def queued_by_tenant(self, per_tenant: int, skip: Collection[str] = ()) -> dict[str, list[Job]]:
+        # A loose index scan: the tenants with queued jobs one index seek apart (MIN past the last),
+        # then each tenant's first jobs from the same index; only the records picked are read.
+        skipped = sorted(set(skip))
+        jobs = self._jobs(
+            "WITH RECURSIVE tenants(id) AS ("
+            "  SELECT MIN(tenant_id) FROM jobs WHERE status = ?1"
+            "  UNION ALL SELECT (SELECT MIN(tenant_id) FROM jobs WHERE status = ?1 AND tenant_id > tenants.id)"
+            "  FROM tenants WHERE tenants.id IS NOT NULL)"
+            " SELECT j.data FROM tenants JOIN jobs AS j ON j.rowid IN ("
+            "  SELECT rowid FROM jobs WHERE status = ?1 AND tenant_id = tenants.id"
+            "  ORDER BY priority DESC, created_at, rowid LIMIT ?2)"
+            f" WHERE tenants.id IS NOT NULL AND tenants.id NOT IN ({','.join('?' * len(skipped))})"
+            " ORDER BY j.tenant_id, j.priority DESC, j.created_at, j.rowid",
+            (JobStatus.QUEUED.value, int(per_tenant), *skipped),
+        )
+        found: dict[str, list[Job]] = {}
+        for job in jobs:
+            found.setdefault(job.tenant_id, []).append(job)
+        return found
+
+    def count_queued(self, tenant_id: str, at_most: int | None = None) -> int:
+        try:
+            row = self.db.read().execute(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE status = ? AND tenant_id = ? LIMIT ?)",
+                (JobStatus.QUEUED.value, tenant_id, -1 if at_most is None else int(at_most))).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+        return int(row["n"])
+
+    def by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
+        found = self._jobs("SELECT data FROM jobs WHERE tenant_id = ? AND idempotency_key = ?", (tenant_id, key))
+        return found[0] if found else None
 
     def active(self) -> list[Job]:
         return self._jobs("SELECT data FROM jobs WHERE status IN (?, ?)", ACTIVE)

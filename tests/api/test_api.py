@@ -88,7 +88,7 @@ def test_tenant_id_of_another_tenant_is_refused(b):
         ({"model_params": {"input_size": 100}}, "model_params.input_size", "multiple of 32"),
         ({"gpu_type": "tpu"}, "gpu_type", "nvidia-l4"),
         ({"dataset": "gs://bucket/data"}, "dataset", "gcp backend"),
-        ({"dataset": "/no/such/dir"}, "dataset", "no such file"),
+        ({"dataset": "/no/such/dir"}, "dataset", "not found in your data roots"),
         ({"colour": "red"}, "colour", "unknown field"),
         ({"custom_name": "x" * 10_000}, "custom_name", "at most 100"),
         ({"wandb_tags": ["t"] * 10_000}, "wandb_tags", "at most 20"),

@@ -164,6 +164,72 @@ def test_queued_is_highest_priority_first_then_oldest(store):
     assert [j.task_id for j in store.queued(limit=2)] == [high_old.task_id, high_new.task_id]
 
 
+def test_queued_by_tenant_gives_each_tenants_next_jobs_in_dispatch_order(store):
+    a_low = store.create(make_job("team-a", priority=0, age=90))[0]
+    a_high_new = store.create(make_job("team-a", priority=7, age=10))[0]
+    a_high_old = store.create(make_job("team-a", priority=7, age=20))[0]
+    b_only = store.create(make_job("team-b", priority=1, age=5))[0]
+    c_running = store.create(make_job("team-c", priority=9, age=50))[0]
+    store.update(c_running.task_id, lambda j: claim(j, BASE_TIME, 600))
+    d_cancelled = store.create(make_job("team-d", priority=9, age=50))[0]
+    store.update(d_cancelled.task_id, lambda j: request_cancel(j, "ann", BASE_TIME))
+
+    def ids(found):
+        return {tenant: [j.task_id for j in jobs] for tenant, jobs in found.items()}
+
+    assert ids(store.queued_by_tenant(2)) == {"team-a": [a_high_old.task_id, a_high_new.task_id],
+                                              "team-b": [b_only.task_id]}
+    assert ids(store.queued_by_tenant(5)) == {"team-a": [a_high_old.task_id, a_high_new.task_id, a_low.task_id],
+                                              "team-b": [b_only.task_id]}
+    assert ids(store.queued_by_tenant(1, skip={"team-a"})) == {"team-b": [b_only.task_id]}
+    assert ids(store.queued_by_tenant(1, skip=["team-b", "team-x"])) == {"team-a": [a_high_old.task_id]}
+
+
+def test_a_large_backlog_of_one_tenant_never_hides_another_tenants_queued_job(store):
+    # Tenant ids sort on both sides of the flood's, so neither end of its backlog hides a tenant.
+    before = store.create(make_job("team-0", priority=0, age=1))[0]
+    for i in range(30):
+        store.create(make_job("team-m", priority=9, age=100 + i))
+    after = store.create(make_job("team-z", priority=0, age=1))[0]
+    found = store.queued_by_tenant(1)
+    assert sorted(found) == ["team-0", "team-m", "team-z"]
+    assert [j.task_id for j in found["team-0"]] == [before.task_id]
+    assert [j.task_id for j in found["team-z"]] == [after.task_id]
+    assert found["team-m"][0].created_at == BASE_TIME - timedelta(seconds=129)  # its oldest
+    assert set(store.queued_by_tenant(3, skip={"team-m"})) == {"team-0", "team-z"}
+
+
+def test_count_queued_counts_one_tenants_queued_jobs_only(store):
+    mine = [store.create(make_job("team-a", age=i))[0] for i in range(3)]
+    store.create(make_job("team-b"))
+    store.update(mine[0].task_id, lambda j: claim(j, BASE_TIME, 600))
+    assert store.count_queued("team-a") == 2
+    assert store.count_queued("team-b") == 1
+    assert store.count_queued("team-none") == 0
+    assert store.count_queued("team-a", at_most=1) == 1
+
+
+def test_queued_by_tenant_over_many_tenants_with_short_queues(store):
+    # More jobs than one page of a paged backend, with tenants of 1 to 4 jobs cut at any place.
+    made = {}
+    for i in range(16):
+        tenant = f"team-{i:02d}"
+        made[tenant] = [store.create(make_job(tenant, priority=(i + k) % 3, age=100 - k))[0] for k in range(i % 4 + 1)]
+    expected = {t: [j.task_id for j in sorted(jobs, key=lambda j: (-j.priority, j.created_at))][:3]
+                for t, jobs in made.items()}
+    found = store.queued_by_tenant(3)
+    assert {t: [j.task_id for j in jobs] for t, jobs in found.items()} == expected
+    assert sorted(store.queued_by_tenant(1, skip={"team-03", "team-07"})) == sorted(set(made) - {"team-03", "team-07"})
+
+
+def test_by_idempotency_key_finds_the_tenants_own_job(store):
+    first = store.create(make_job("team-a", key="req-1"))[0]
+    store.create(make_job("team-b", key="req-2"))
+    assert store.by_idempotency_key("team-a", "req-1").task_id == first.task_id
+    assert store.by_idempotency_key("team-b", "req-1") is None
+    assert store.by_idempotency_key("team-a", "req-2") is None
+
+
 def test_active_is_running_and_cancelling(store):
     queued = store.create(make_job())[0]
     running = store.create(make_job())[0]

@@ -113,7 +113,7 @@ def test_cancel_of_a_running_job_asks_the_worker(store, cancelling):
 @pytest.mark.parametrize(
     ("reason", "status"),
     [(EndReason.COMPLETED, JobStatus.COMPLETED), (EndReason.FAILED, JobStatus.FAILED),
-     (EndReason.TIMEOUT, JobStatus.FAILED)],
+     (EndReason.TIMEOUT, JobStatus.FAILED), (EndReason.OUT_OF_MEMORY, JobStatus.FAILED)],
 )
 def test_finish_ends_a_running_job(store, running, reason, status):
     error = None if reason is EndReason.COMPLETED else JobError(reason=reason.value, message="it broke")
@@ -144,7 +144,7 @@ def test_a_cancelling_job_may_still_finish_on_its_own(store, cancelling, reason,
 
 @pytest.mark.parametrize(
     ("reason", "recoveries"),
-    [(EndReason.INTERRUPTED, 1), (EndReason.LEASE_EXPIRED, 1), (EndReason.LAUNCH_FAILED, 1),
+    [(EndReason.INTERRUPTED, 1), (EndReason.LEASE_EXPIRED, 1), (EndReason.LAUNCH_FAILED, 0),
      (EndReason.CONTINUATION, 0)],
 )
 def test_requeue_sends_the_job_back_to_resume(store, running, reason, recoveries):

@@ -101,6 +101,36 @@ def test_per_tenant_cap_lets_other_tenants_through(env):
     assert status(service, second) is JobStatus.QUEUED
 
 
+def test_a_tenant_at_its_cap_with_a_huge_backlog_does_not_block_another_tenant(env):
+    service, dispatcher, launcher, _ = env
+    service.settings.MAX_JOBS_PER_TENANT = 1
+    service.settings.MAX_QUEUED_PER_TENANT = 500
+    flood = [submit(service, "flood", priority=9) for _ in range(202)]  # more than any one page of the queue
+    victim = submit(service, "victim")
+    dispatcher.tick()
+    assert [task for task, _ in launcher.launched] == [flood[0], victim]
+    dispatcher.tick()  # flood is at its cap: its backlog waits, whatever its priority
+    assert len(launcher.launched) == 2
+
+
+def test_free_slots_go_round_robin_across_tenants(env):
+    service, dispatcher, launcher, clock = env
+    service.settings.MAX_CONCURRENT_JOBS = 4
+    service.settings.MAX_JOBS_PER_TENANT = 3
+    a = [submit(service, "a", priority=9) for _ in range(3)]
+    b = [submit(service, "b", priority=0) for _ in range(3)]
+    c = submit(service, "c", priority=5)
+    dispatcher.tick()
+    # Round 1 by each head (a p9, c p5, b p0), then round 2 from a (p9).
+    assert [task for task, _ in launcher.launched] == [a[0], c, b[0], a[1]]
+    service.cancel("c", c, by="test")
+    clock.advance(21)  # past the cancel grace: the pass stops c, and its slot is free
+    dispatcher.tick()
+    assert status(service, c) is JobStatus.CANCELLED
+    # a runs two jobs, b one: b's next job takes the slot, though a's waiting job has priority 9.
+    assert [task for task, _ in launcher.launched[4:]] == [b[1]]
+
+
 def test_the_execution_is_recorded_on_the_attempt(env):
     service, dispatcher, launcher, _ = env
     task = submit(service)

@@ -47,3 +47,32 @@ def test_stop_kills_the_whole_process_group(tmp_path):
     assert launcher.exited(execution) is None
     launcher.stop(execution)
     assert wait_exit(launcher, execution) is not None
+
+
+def test_a_workers_output_still_reaches_its_log_after_the_service_is_killed(tmp_path):
+    """The log writer is no thread of the service: kill -9 the launching process and the worker's
+    later output still lands in its log (and the worker does not die of a broken pipe)."""
+    import signal
+    import subprocess
+    import sys
+
+    late = tmp_path / "python"
+    late.write_text("#!/bin/sh\necho early\nsleep 1.5\necho late\n")
+    late.chmod(0o755)
+    home = tmp_path / "home"
+    service = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from orchestrator.domain.job import Job; "
+         "from orchestrator.domain.spec import JobSpec; from orchestrator.launchers.local import LocalProcessLauncher; "
+         f"job = Job(tenant_id='t', spec=JobSpec(tenant_id='t')); "
+         f"LocalProcessLauncher(Path({str(home)!r}), python={str(late)!r}).launch(job, 1); "
+         "print(job.task_id, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    task_id = service.stdout.readline().strip()
+    service.send_signal(signal.SIGKILL)
+    service.wait()
+    path = log_path(home, task_id)
+    deadline = time.monotonic() + 10
+    while "late" not in (path.read_text() if path.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert path.read_text().splitlines()[1:] == ["early", "late"]

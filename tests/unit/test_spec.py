@@ -71,6 +71,18 @@ def test_every_error_is_reported_at_once():
     assert "nvidia-l4" in found["gpu_type"]
 
 
+@pytest.mark.parametrize("gpu", ["nvidia-t4", "nvidia-a100-80gb", "nvidia-h100-80gb"])
+def test_gpu_types_no_launcher_runs_are_refused_naming_those_known(gpu):
+    found = errors_of({"tenant_id": "t", "gpu_type": gpu})
+    assert set(found) == {"gpu_type"}
+    assert gpu in found["gpu_type"] and "nvidia-l4, cpu" in found["gpu_type"]
+
+
+def test_known_gpu_types_are_accepted_in_any_case():
+    assert JobSpec(tenant_id="t", gpu_type=" NVIDIA-L4 ").gpu_type == "nvidia-l4"
+    assert JobSpec(tenant_id="t", gpu_type="cpu").gpu_type == "cpu"
+
+
 def test_limits_on_names_tags_and_datasets():
     assert "custom_name" in errors_of({"tenant_id": "t", "custom_name": "x" * 101})
     assert "custom_name" in errors_of({"tenant_id": "t", "custom_name": "bad\x00name"})
@@ -88,3 +100,15 @@ def test_synthetic_sizes():
 def test_known_architectures_are_buildable_yaml_names():
     assert all(name.startswith(("yolov8", "yolo11")) for name in ARCHITECTURES)
     assert JobSpec(tenant_id="t").model_params.architecture in ARCHITECTURES
+
+
+def test_synthetic_datasets_stay_within_the_pixel_budget():
+    found = errors_of({"tenant_id": "t", "dataset": "synthetic:10000", "model_params": {"input_size": 2048}})
+    assert set(found) == {"dataset"}
+    assert "2,500,000,000" in found["dataset"] and "at most 596" in found["dataset"]
+    assert "at most 6103" in errors_of({"tenant_id": "t", "dataset": "synthetic:6104"})["dataset"]  # default 640
+    assert parse_spec({"tenant_id": "t", "dataset": "synthetic:6103"}).synthetic_images() == 6103
+    assert parse_spec({"tenant_id": "t", "dataset": "synthetic:596",
+                       "model_params": {"input_size": 2048}}).synthetic_images() == 596
+    assert parse_spec({"tenant_id": "t", "dataset": "synthetic:10000",
+                       "model_params": {"input_size": 480}}).synthetic_images() == 10000

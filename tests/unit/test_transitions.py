@@ -17,6 +17,7 @@ from orchestrator.domain.job import EndReason, Job, JobError, Progress
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, JobStatus, can_transition
 from orchestrator.domain.transitions import (
+    OUTCOME_STATUS,
     claim,
     fail_queued,
     finish,
@@ -98,6 +99,9 @@ def every_transition(job: Job) -> list[tuple[str, Job | None]]:
         for label, max_recoveries in (("limit", job.recoveries), ("room", job.recoveries + 3)):
             results.append((f"requeue:{reason.value}:{label}",
                             requeue(job, attempt, reason, now, RATES, max_recoveries)))
+    # "tries": this failed launch is the last one MAX_LAUNCH_ATTEMPTS allows.
+    results.append(("requeue:launch_failed:tries", requeue(job, attempt, EndReason.LAUNCH_FAILED, now, RATES,
+                                                           job.recoveries + 3, max_launch_attempts=1)))
     return results
 
 
@@ -153,15 +157,50 @@ def test_what_each_move_is_made_by():
     """The named paths of the table (a regression guard on who may do what)."""
     resuming = [r.value for r in EndReason if r.resumes]
     losses = {f"requeue:{r.value}:limit" for r in EndReason if r.counts_as_recovery}
+    unbounded = {f"requeue:{r.value}:limit" for r in EndReason if r.resumes and not r.counts_as_recovery}
+    failures = {f"finish:{r.value}" for r, status in OUTCOME_STATUS.items() if status is S.FAILED}
+    assert {"finish:failed", "finish:timeout", "finish:gpu_unavailable", "finish:out_of_memory"} <= failures
     assert set(reached(S.QUEUED)[S.RUNNING]) == {"claim"}
     assert set(reached(S.QUEUED)[S.CANCELLED]) == {"request_cancel"}
     assert set(reached(S.QUEUED)[S.FAILED]) == {"fail_queued"}
     assert set(reached(S.RUNNING)[S.CANCELLING]) == {"request_cancel"}
     assert set(reached(S.RUNNING)[S.COMPLETED]) == {"finish:completed"}
-    assert set(reached(S.RUNNING)[S.FAILED]) == {"finish:failed", "finish:timeout"} | losses
-    assert set(reached(S.RUNNING)[S.QUEUED]) == ({f"requeue:{r}:room" for r in resuming}
-                                                 | {"requeue:continuation:limit"})
-    assert set(reached(S.CANCELLING)[S.CANCELLED]) == {"finish:cancelled"} | {
+    assert set(reached(S.RUNNING)[S.FAILED]) == failures | losses | {"requeue:launch_failed:tries"}
+    assert set(reached(S.RUNNING)[S.QUEUED]) == {f"requeue:{r}:room" for r in resuming} | unbounded
+    assert unbounded == {"requeue:continuation:limit", "requeue:launch_failed:limit"}
+    assert set(reached(S.CANCELLING)[S.CANCELLED]) == {"finish:cancelled", "requeue:launch_failed:tries"} | {
         f"requeue:{r}:{label}" for r in resuming for label in ("limit", "room")}
     assert set(reached(S.CANCELLING)[S.COMPLETED]) == {"finish:completed"}
-    assert set(reached(S.CANCELLING)[S.FAILED]) == {"finish:failed", "finish:timeout"}
+    assert set(reached(S.CANCELLING)[S.FAILED]) == failures
+
+
+def test_launch_failures_in_a_row_fail_the_job_after_max_launch_attempts():
+    job = fresh()
+    for number in (1, 2):
+        job = requeue(claim(job, at(number), 600), number, EndReason.LAUNCH_FAILED, at(number + 0.5), RATES, 0,
+                      detail="quota exceeded", max_launch_attempts=3)
+        assert job.status is S.QUEUED and job.recoveries == 0  # not a lost execution
+    job = requeue(claim(job, at(3), 600), 3, EndReason.LAUNCH_FAILED, at(3.5), RATES, 0,
+                  detail="quota exceeded", max_launch_attempts=3)
+    assert job.status is S.FAILED and job.error.reason == "launch_failed"
+    assert "3 launches failed in a row (MAX_LAUNCH_ATTEMPTS=3)" in job.error.message
+    assert "quota exceeded" in job.error.message
+    assert [a.end_reason for a in job.attempts] == [EndReason.LAUNCH_FAILED] * 3
+
+
+def test_a_launch_that_worked_resets_the_count():
+    job = fresh()
+    job = requeue(claim(job, at(1), 600), 1, EndReason.LAUNCH_FAILED, at(1.5), RATES, 3, max_launch_attempts=2)
+    started = worker_started(record_execution(claim(job, at(2), 600), 2, "exec-2", at(2.1)), 2, at(3), 60, "cpu", 0)
+    job = requeue(started, 2, EndReason.INTERRUPTED, at(10), RATES, 3)
+    job = requeue(claim(job, at(11), 600), 3, EndReason.LAUNCH_FAILED, at(11.5), RATES, 3, max_launch_attempts=2)
+    assert job.status is S.QUEUED  # one failure in a row, not two
+
+
+def test_gpu_unavailable_fails_the_job_without_a_retry():
+    started = samples()[S.RUNNING][1]
+    error = JobError(reason="gpu_unavailable", message="no NVIDIA driver found")
+    job = finish(started, 1, EndReason.GPU_UNAVAILABLE, at(40), RATES, error=error)
+    assert job.status is S.FAILED and job.recoveries == 0 and job.error.reason == "gpu_unavailable"
+    assert job.attempts[-1].end_reason is EndReason.GPU_UNAVAILABLE
+    assert not EndReason.GPU_UNAVAILABLE.resumes and not EndReason.GPU_UNAVAILABLE.counts_as_recovery

@@ -105,6 +105,13 @@ class Harness:
         self.guard.mkdir(exist_ok=True)
         (self.guard / "sitecustomize.py").write_text(NETWORK_GUARD)
 
+    @property
+    def data_root(self) -> Path:
+        """The tenant's own data root ($LAXAI_HOME/data/<tenant>/): datasets and weights files go here."""
+        root = self.home / "data" / TENANT
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
     def submit(self, dataset: str = "synthetic:16", epochs: int = 2, **spec: Any) -> str:
         """Store a tiny job and claim it (attempt 1), as the dispatcher would; returns its task id."""
         spec = {"model_params": {"architecture": "yolov8n", "input_size": 64}, **spec}
@@ -164,11 +171,12 @@ class Harness:
         return [e for e in self.store.changes(after, limit=10_000) if e.task_id == task_id]
 
     def inspect_checkpoint(self, path: Path) -> dict[str, Any]:
-        """Load an Ultralytics checkpoint with torch in a clean subprocess (Ultralytics classes are pickled in)."""
+        """Load an Ultralytics checkpoint in a clean subprocess, with the safe loader workers use
+        (torch.load(weights_only=True) and Ultralytics' allow-list): our own checkpoints must pass it."""
         code = (
             "import json, sys; from pathlib import Path; from worker import offline; "
-            "offline.prepare(Path(sys.argv[2])); import torch; "
-            "ck = torch.load(sys.argv[1], map_location='cpu', weights_only=False); "
+            "offline.prepare(Path(sys.argv[2])); from ultralytics.nn.tasks import torch_safe_load; "
+            "ck, _ = torch_safe_load(sys.argv[1], safe_only=True); "
             "print(json.dumps({'epoch': ck.get('epoch'), 'optimizer': ck.get('optimizer') is not None, "
             "'epochs': (ck.get('train_args') or {}).get('epochs')}))"
         )

@@ -55,29 +55,52 @@ def test_synthetic_dataset_is_generated_once_and_reused(tmp_path):
     assert datasets.resolve(spec, tmp_path) == path
     assert marker.stat().st_mtime_ns == stamp  # not rewritten
     # No half-built staging directories left behind.
-    assert [p.name for p in (tmp_path / "datasets").iterdir()] == ["synthetic-8-64"]
+    assert [p.name for p in (tmp_path / "datasets").iterdir() if p.name != ".locks"] == ["synthetic-8-64"]
 
 
 def test_local_dataset_paths(tmp_path):
+    roots = (tmp_path,)
     directory = tmp_path / "mine"
     directory.mkdir()
     with pytest.raises(DatasetError, match="has no data.yaml"):
-        datasets.local_dataset(str(directory))
+        datasets.local_dataset(str(directory), roots)
     (directory / "data.yaml").write_text("train: images\nval: images\nnames: [a]\n")
-    assert datasets.local_dataset(str(directory)) == directory / "data.yaml"
-    assert datasets.local_dataset(str(directory / "data.yaml")) == directory / "data.yaml"
-    with pytest.raises(DatasetError, match="not found"):
-        datasets.local_dataset(str(tmp_path / "missing.yaml"))
+    assert datasets.local_dataset(str(directory), roots) == directory / "data.yaml"
+    assert datasets.local_dataset(str(directory / "data.yaml"), roots) == directory / "data.yaml"
+    assert datasets.local_dataset("mine", roots) == directory / "data.yaml"  # relative: from the first root
+    with pytest.raises(DatasetError, match="not found in your data roots"):
+        datasets.local_dataset(str(tmp_path / "missing.yaml"), roots)
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DatasetError, match="not a data.yaml"):
-        datasets.local_dataset(str(tmp_path / "notes.txt"))
+        datasets.local_dataset(str(tmp_path / "notes.txt"), roots)
+
+
+def test_a_local_dataset_trains_from_a_sanitised_copy(tmp_path):
+    home = tmp_path / "home"
+    root = home / "data" / "t"
+    made = datasets.synthetic(root, 8, 64).parent  # a real YOLO dataset inside the tenant's root
+    (made / "data.yaml").write_text((made / "data.yaml").read_text() + "download: https://example.com/x.zip\n")
+    spec = JobSpec(tenant_id="t", dataset=str(made))
+    local = datasets.resolve(spec, home, out_dir=tmp_path / "run")
+    assert local.parent == tmp_path / "run"
+    data = yaml.safe_load(local.read_text())
+    assert "download" not in data
+    assert data["path"] == str(made.resolve()) and data["val"] == str((made / "images" / "val").resolve())
+    assert data["names"] == {0: "rectangle", 1: "ellipse", 2: "triangle"} and data["nc"] == 3
+    offline.prepare(home)
+    datasets.check(local)
 
 
 def test_gs_dataset_needs_the_gcp_backend():
     with pytest.raises(DatasetError, match="gs:// datasets need the gcp backend"):
-        datasets.local_dataset("gs://bucket/data.yaml")
+        datasets.local_dataset("gs://bucket/data.yaml", ())
     with pytest.raises(DatasetError, match="gs:// datasets need the gcp backend"):
         datasets.resolve(JobSpec(tenant_id="t", dataset="gs://bucket/data.yaml"), Path("/nonexistent"))
+
+
+# The tenant's gs:// dataset prefixes (DATASET_BUCKETS) in these tests.
+SETS = datasets.DataAccess((), ("gs://team-data/sets/",))
+B_SETS = datasets.DataAccess((), ("gs://b/",))
 
 
 class Blob:
@@ -109,7 +132,7 @@ def test_gs_dataset_is_downloaded_once_made_local_and_passes_ultralytics_checks(
     home = tmp_path / "home"
     for uri in ("gs://team-data/sets/shapes/data.yaml", "gs://team-data/sets/shapes"):
         spec = JobSpec(tenant_id="t", dataset=uri)
-        local = datasets.resolve(spec, home, backend="gcp", gcs_client=bucket)
+        local = datasets.resolve(spec, home, backend="gcp", gcs_client=bucket, access=SETS)
         assert local.parent == home / "datasets" / "gcs" / "team-data" / "sets" / "shapes"
         assert yaml.safe_load(local.read_text())["path"] == str(local.parent)
         assert sorted(p.name for p in (local.parent / "images" / "train").iterdir()) == \
@@ -122,10 +145,11 @@ def test_gs_dataset_is_downloaded_once_made_local_and_passes_ultralytics_checks(
 def test_gs_dataset_errors_name_the_problem(tmp_path):
     empty = Bucket("b", tmp_path, "nothing")
     with pytest.raises(DatasetError, match="no objects under gs://b/sets/"):
-        datasets.resolve(JobSpec(tenant_id="t", dataset="gs://b/sets"), tmp_path, backend="gcp", gcs_client=empty)
+        datasets.resolve(JobSpec(tenant_id="t", dataset="gs://b/sets"), tmp_path, backend="gcp", gcs_client=empty,
+                         access=B_SETS)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "readme.txt").write_text("no yaml here")
     no_yaml = Bucket("b", tmp_path / "x", "sets")
     with pytest.raises(DatasetError, match="no data.yaml or data.yml"):
         datasets.resolve(JobSpec(tenant_id="t", dataset="gs://b/sets"), tmp_path / "h", backend="gcp",
-                         gcs_client=no_yaml)
+                         gcs_client=no_yaml, access=B_SETS)
