@@ -31,11 +31,13 @@ ITEMS = (
     Item("notify", "notify", "Notification budget: Slack Web API calls per job, 20 jobs in one channel",
          "0 x 429, every final reply delivered"),
     Item("store", "store_budget", "Store budget: Firestore writes per job-epoch (gcp backend, emulator)",
-         "<= 1 write/s per document"),
+         "<= 1 write/s per document; with Slack <= 3.5 job-document writes per epoch"),
     Item("gpu", "gpu", "GPU worker overhead (bench/gpu_check.sh)",
          "time ratio <= 1.03, RSS ratio <= 1.10 on a GPU"),
     Item("fairshare", "fair_share", "Fair-share dispatch pass: 10 000 queued jobs, 50 tenants at their queued cap",
          "local <= 200 ms per pass, in fair-share order"),
+    Item("threads", "slack_threads", "Final replies on gcp: 20 jobs in 4 channels, reply after each job's end",
+         "median <= 3 s, 0 x 429"),
 )
 
 

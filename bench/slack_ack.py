@@ -116,7 +116,7 @@ def run(ctx: Context) -> Result:
         "what set the tail of a 50-request burst (sampled with py-spy before the fix): about 85% of the ack "
         "handler's time went to waiting in BEGIN IMMEDIATE for SQLite's write lock (SqliteJobStore.create), as "
         "SQLite's busy handler sleeps in growing steps (up to 100 ms) instead of waking the next writer when the "
-        "lock frees. Fixed in orchestrator/sqlite_db.py: a process's writers now queue on a threading lock "
+        "lock frees. Fixed in orchestrator/backends/sqlite_db.py: a process's writers now queue on a threading lock "
         "before BEGIN IMMEDIATE, leaving the busy timeout to cross-process waits; the burst p99 went from about "
         "200-300 ms to 120-150 ms. The tail left has not been profiled since")
     if closed is not None:

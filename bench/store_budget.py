@@ -3,9 +3,10 @@
 A gcp-backend ``laxai serve`` (Firestore and Pub/Sub emulators, local worker
 subprocesses: LAXAI_LAUNCHER=local) trains one small job, twice: submitted over
 REST with Slack off, then as a signed ``/train`` with the notifier posting its
-card and thread to the fake Slack (its ledger lives on the job document). The bench process
-follows every collection the service and worker write (jobs, idempotency keys,
-locks, model registry and its counters) with ``on_snapshot`` listeners and
+card and thread to the fake Slack (its ledger lives in its own ``slack_threads``
+record, not on the job document). The bench process follows every collection the
+service and worker write (jobs, idempotency keys, locks, model registry and its
+counters, slack_threads) with ``on_snapshot`` listeners and
 records each change with the server's ``update_time``. A job document carries a
 ``version`` bumped by every write, so its write count is exact even where the
 listener coalesces quick successive writes (a jump of n versions = n writes,
@@ -29,6 +30,11 @@ from bench.items import new_result
 from bench.service import TOKEN, Service, job_body, kill_workers, wait_for
 
 TARGET_PER_SECOND = 1
+TARGET_SLACK_JOB_WRITES_PER_EPOCH = 3.5  # issue 11: was 6.3 while the Slack ledger lived on the job document
+# The Slack ledger's record has one writer (the notifier: a claim and a record per message), so it is held to
+# Firestore's limit as documented, ~1 write/s sustained: at most 10 writes in any 10 s window.
+THREADS = "slack_threads"
+TARGET_THREAD_WRITES_PER_10S = 10
 # Job-document writes made before the worker runs: the submit and the dispatcher's claim and launch record.
 DISPATCH_KINDS = {"created", "status:running", "launched"}
 
@@ -112,7 +118,7 @@ def _watch_one_job(ctx: Context, name: str, via_slack: bool, epochs: int, images
     emulators.clear_firestore()
     env = emulators.gcp_env()
     jobs = env["FIRESTORE_COLLECTION"]
-    collections = [jobs, f"{jobs}_idempotency", "locks", "model_registry", "model_registry_counters"]
+    collections = [jobs, f"{jobs}_idempotency", "locks", "model_registry", "model_registry_counters", "slack_threads"]
     client = firestore.Client(project=emulators.PROJECT)
     recorder = Recorder()
     watches = [client.collection(c).on_snapshot(recorder.listener(c)) for c in collections]
@@ -195,7 +201,11 @@ def run(ctx: Context) -> Result:
         Measure("peak/s", s_peak, "", 0),
         Measure("bursts", len(s_found), "", 0),
     ]
-    result.met = max(peak, s_peak) <= TARGET_PER_SECOND
+    slack_per_epoch = s_job_writes / epochs
+    thread_sustained = summaries[1]["thread_sustained"]
+    result.measures.append(Measure("with Slack: ledger writes/10 s", thread_sustained, "", 0))
+    result.met = (max(peak, s_peak) <= TARGET_PER_SECOND and slack_per_epoch <= TARGET_SLACK_JOB_WRITES_PER_EPOCH
+                  and thread_sustained <= TARGET_THREAD_WRITES_PER_10S)
     result.details.append(f"one job each way: {epochs} epochs, {images} synthetic images at imgsz {imgsz}")
     for label, scenario, summary in (("submitted over REST, no Slack", rest, summaries[0]),
                                      ("submitted as /train, notifier posting to the fake Slack", slack,
@@ -207,12 +217,19 @@ def run(ctx: Context) -> Result:
         "store's update for every writer)")
     if not result.met:
         notes = [_why(d, sc.jobs, list(k)) for sc, sm in zip((rest, slack), summaries) for d, k, _ in sm["found"]]
+        if slack_per_epoch > TARGET_SLACK_JOB_WRITES_PER_EPOCH:
+            notes.append(_why_slack(slack_per_epoch, summaries[1]["notify"], job_writes / epochs, slack.seconds / epochs))
+        if thread_sustained > TARGET_THREAD_WRITES_PER_10S:
+            notes.append(f"The Slack ledger's record took {thread_sustained} writes in 10 s (Firestore sustains "
+                         "~1/s per document).")
         result.note = " ".join(dict.fromkeys(notes))
     return result
 
 
 def _summarize(scenario: Scenario, epochs: int) -> dict:
-    writes, jobs = scenario.writes, scenario.jobs
+    jobs = scenario.jobs
+    threads = [w for w in scenario.writes if w.doc.startswith(f"{THREADS}/")]
+    writes = [w for w in scenario.writes if not w.doc.startswith(f"{THREADS}/")]
     job_doc = f"{jobs}/{scenario.task}"
     job_writes = [w for w in writes if w.doc == job_doc]
     total_job = sum(w.count for w in job_writes)
@@ -223,23 +240,29 @@ def _summarize(scenario: Scenario, epochs: int) -> dict:
     sustained, sustained_doc, _ = peak_per_second(writes, 10.0)
     others = Counter(w.doc.split("/")[0] for w in writes if w.doc != job_doc)
     found = bursts(writes)
+    thread_peak, _, _ = peak_per_second(threads)
+    thread_sustained, _, _ = peak_per_second(threads, 10.0)
     lines = [
         f"{scenario.seconds:.1f} s from submit to completed; job document: {total_job} writes "
         f"({total_job / epochs:.1f} per epoch, {total_job / scenario.seconds:.2f} per second from submit to completed, though the "
         f"notifier's writes go on after it; {coalesced} seen "
         "only as version jumps)",
-        "job-document writes by kind: " + ", ".join(f"{k or '?'} {n}" for k, n in kinds.most_common()),
+        "job-document writes by kind: " + ", ".join(f"{k or '?'} {n}" for k, n in kinds.most_common())
+        + f" (Slack state, notify: {kinds.get('notify', 0)})",
         "other documents' writes (as delivered): " + (", ".join(f"{k} {n}" for k, n in others.most_common())
                                                       or "none"),
         f"most in any 10 s window (Firestore's limit is ~1 sustained write/s per document): {sustained} "
         f"({sustained / 10:.1f}/s), on {sustained_doc.split('/')[0]}/...",
-        f"most in any 1 s window: job document {job_peak}, any document {peak}",
+        f"most in any 1 s window: job document {job_peak}, any document but the Slack ledger's {peak}",
         "bursts (writes to one document less than 1 s apart): "
         + ("; ".join(f"{_name(doc, jobs)}: {' -> '.join(k or '?' for k in ks)} in {span:.2f} s"
                      for doc, ks, span in found) or "none"),
         "closest two writes to the job document: " + _closest(job_writes),
+        f"Slack ledger ({THREADS} document): {sum(w.count for w in threads)} writes, most in any 1 s window "
+        f"{thread_peak}, in any 10 s window {thread_sustained} (held to <= {TARGET_THREAD_WRITES_PER_10S})",
     ]
-    return {"job_total": total_job, "job_peak": job_peak, "peak": peak, "found": found, "lines": lines}
+    return {"job_total": total_job, "job_peak": job_peak, "peak": peak, "found": found, "lines": lines,
+            "thread_sustained": thread_sustained, "notify": kinds.get("notify", 0)}
 
 
 def bursts(writes: list[Write]) -> list[tuple[str, list[str], float]]:
@@ -277,6 +300,18 @@ def _name(doc: str, jobs: str) -> str:
     return "job document" if doc.startswith(f"{jobs}/") else f"{doc.split('/')[0]} document"
 
 
+def _why_slack(per_epoch: float, notify: int, rest_per_epoch: float, seconds_per_epoch: float) -> str:
+    head = f"With Slack on, the job document took {per_epoch:.1f} writes per epoch (target <= " \
+           f"{TARGET_SLACK_JOB_WRITES_PER_EPOCH:g})"
+    if notify:
+        return f"{head}, {notify} of them Slack state (notify): something still writes the ledger on the job."
+    return (f"{head}, none of them the notifier's (no notify writes): they are the job's own, five for its "
+            "lifecycle (more per epoch the fewer epochs) and its progress and heartbeat writes, which grow with "
+            f"epoch length (PROGRESS_INTERVAL 2 s; about {seconds_per_epoch:.0f} "
+            f"s per epoch from submit to end here; the job submitted over REST took {rest_per_epoch:.1f} per epoch "
+            "in the same run). On a quiet machine epochs are shorter.")
+
+
 CLOSING = {"status:completed", "status:failed", "status:cancelled", "status:queued"}
 
 
@@ -287,9 +322,8 @@ def _why(doc: str, jobs: str, kinds: list[str]) -> str:
     if not doc.startswith(f"{jobs}/"):
         return f"{doc.split('/')[0]} documents get {', '.join(kinds)} within a second."
     if "notify" in kinds:
-        return ("The Slack notifier (bot/ledger.py) keeps what it posted on the job document (an intent before "
-                "each post, a record after it); the store's update keeps STORE_WRITE_GAP after the document's "
-                "last commit for every writer, so a burst with notify writes means that gap was off.")
+        return ("A notify write on the job document: the Slack notifier keeps its ledger in slack_threads "
+                "(bot/threads/), so something still writes Slack state on the job.")
     if set(kinds) & DISPATCH_KINDS:
         return ("At dispatch (orchestrator): the dispatcher should leave a job STORE_WRITE_GAP after its last "
                 "write and record the launch a gap after the claim, and the worker's start write keeps the gap "
@@ -297,6 +331,6 @@ def _why(doc: str, jobs: str, kinds: list[str]) -> str:
     if set(kinds) & CLOSING:
         return ("At the end of the job (worker): its writes share one write gate (worker/gate.py) and the lease "
                 "is confirmed by a read; a burst here means a write that bypassed the gate, or another writer's "
-                "(a cancel, the notifier's set_notify, which does not move updated_at) the worker did not see.")
+                "(a cancel, which does not move updated_at) the worker did not see.")
     return ("During training (worker): the heartbeat thread, the progress reporter and the runner share one "
             "write gate; a burst here means a write that bypassed it.")

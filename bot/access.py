@@ -9,7 +9,7 @@ Inside one tenant (the Slack team, or the enterprise on Grid):
 - cancel and retry are for the job's submitter and ``SLACK_ADMIN_USERS``;
 - ``SLACK_ALLOWED_CHANNELS`` (when set) is where the command, the buttons and the form work.
 
-Pure policy over JobService reads; the Bolt listeners in ``bot.app`` ask it.
+Pure policy over JobService reads; the Bolt listeners in ``bot.listeners`` ask it.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.domain.cost import format_usd
+from orchestrator.domain.durations import duration
 from orchestrator.domain.errors import FieldError
 from orchestrator.domain.job import EndReason, Job
 from orchestrator.domain.status import JobStatus
@@ -112,19 +113,6 @@ def user_ref(user: str | None) -> str:
 
 def short_id(task_id: str) -> str:
     return task_id[:8]
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 def between(start: datetime | None, end: datetime | None) -> float | None:
@@ -519,5 +507,7 @@ HELP = """*`/train`* starts a YOLO training run; everything about it lives in on
 and admins."""
 
 
-def help_message() -> Message:
-    return notice(HELP)
+def help_message(gpu_types: tuple[str, ...] = ()) -> Message:
+    """``/train help``; with ``gpu_types``, the GPU types this deployment runs."""
+    gpus = f"\n\u2022 `gpu=` here: {', '.join(f'`{escape(g)}`' for g in gpu_types)}." if gpu_types else ""
+    return notice(HELP + gpus)

@@ -1,4 +1,4 @@
-"""Web API clients for the bot, and a log filter that keeps secrets out of logs.
+"""Web API clients for the bot, and loggers behind the redaction filter (``orchestrator.logs``).
 
 Two clients on purpose:
 - the app's client (ephemeral replies, views.open) retries 429s by itself, since
@@ -10,44 +10,13 @@ Two clients on purpose:
 from __future__ import annotations
 
 import logging
-import re
 
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
+from orchestrator.logs import RedactingFilter
+
 from bot.config import SlackSettings
-
-# Slack token shapes, redacted even when they aren't ours (a pasted token in a log line).
-TOKEN_PATTERN = re.compile(r"\bxox[abposr]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+")
-
-
-class RedactSecrets(logging.Filter):
-    """Replaces the configured secrets and anything shaped like a Slack token."""
-
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 6]
-
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return TOKEN_PATTERN.sub("[redacted-token]", text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed record is not ours to fix
-            return True
-        cleaned = self._clean(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        error = record.exc_info[1] if record.exc_info else None
-        if error is not None:
-            text = self._clean(str(error))
-            if text != str(error):  # drop the traceback rather than print a secret
-                record.exc_info, record.exc_text = None, None
-                record.msg = f"{record.msg} ({type(error).__name__}: {text})"
-        return True
 
 
 class CappedRateLimitRetryHandler(RateLimitErrorRetryHandler):
@@ -61,21 +30,30 @@ class CappedRateLimitRetryHandler(RateLimitErrorRetryHandler):
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[no-untyped-def]
         if not super()._can_retry(state=state, request=request, response=response, error=error):
             return False
-        for name, values in (response.headers or {}).items():
-            if name.lower() == "retry-after":
-                value = values[0] if isinstance(values, list) else values
-                try:
-                    return float(value) <= self.max_wait
-                except (TypeError, ValueError):
-                    return False
-        return True
+        if not any(name.lower() == "retry-after" for name in (response.headers or {})):
+            return True
+        wait = retry_after(response.headers)
+        return wait is not None and wait <= self.max_wait
+
+
+def retry_after(headers: object) -> float | None:
+    """Seconds a 429's ``Retry-After`` header asks for (a list's first value; any header case);
+    None when it is missing or not a number. The one parser for the app's client and the notifier."""
+    for name, value in dict(headers or {}).items():  # type: ignore[call-overload]
+        if str(name).lower() == "retry-after":
+            value = value[0] if isinstance(value, list) and value else value
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def guarded_logger(name: str, settings: SlackSettings) -> logging.Logger:
     """A logger that redacts ``settings``' secrets from every record logged to it."""
     logger = logging.getLogger(name)
-    if not any(isinstance(f, RedactSecrets) for f in logger.filters):
-        logger.addFilter(RedactSecrets(settings.secrets()))
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter(settings.secrets()))
     return logger
 
 

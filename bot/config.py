@@ -14,7 +14,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.config import default_config_file
-from orchestrator.server import StartupError
+from orchestrator.config_lists import split_commas
+from orchestrator.serve import StartupError
 
 USER_ID = re.compile(r"[UW][A-Z0-9]+")  # Slack user ids (W: Enterprise Grid)
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")  # public, private (legacy G) and direct channels
@@ -30,14 +31,9 @@ def parse_ids(raw: Any, pattern: re.Pattern[str], example: str) -> frozenset[str
     Ids are upper-cased (Slack's are); anything else, a channel *name* such as
     ``#general`` say, is refused so a typo fails at start instead of locking everyone out.
     """
-    if raw is None:
-        return frozenset()
-    if isinstance(raw, str):
-        text = raw.strip()
-        parts = json.loads(text) if text.startswith("[") else text.split(",")
-    else:
-        parts = list(raw)
-    given = [str(part).strip() for part in parts if str(part).strip()]
+    if isinstance(raw, str) and raw.strip().startswith("["):
+        raw = json.loads(raw)
+    given = split_commas(raw)
     bad = [part for part in given if not pattern.fullmatch(part.upper())]
     if bad:
         raise ValueError(f"{', '.join(repr(b) for b in bad)} is not a Slack id; give comma-separated ids "

@@ -2,15 +2,18 @@
 
 ``install(app, runtime)`` mounts the Bolt app at ``POST /slack/events`` (slash
 commands, interactivity, options), registers the notifier as a background
-service, and, with ``runtime.extras["socket_mode"]``, connects over Socket Mode
-with SLACK_APP_TOKEN as well. It declines (returns False) when Slack isn't
+service, gives the job service the hook that finds a retry's thread (the
+original's card, from the ``slack_threads`` record), and, with
+``runtime.socket_mode``, connects over Socket Mode
+with SLACK_APP_TOKEN as well. Its parts are on ``app.state.slack`` (a ``SlackParts``). It declines (returns False) when Slack isn't
 configured, so the same image runs with or without Slack.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +28,7 @@ from bot.app import SlackFrontEnd
 from bot.clients import app_client, guarded_logger, notifier_client
 from bot.config import SlackSettings, load_slack_settings
 from bot.notifier import Notifier
+from bot.threads import open_threads
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -33,6 +37,15 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 MAX_BODY = 1024 * 1024  # Slack's payloads (a full modal view) stay far below this
+
+
+@dataclass
+class SlackParts:
+    """What the Slack front end added to a service (``app.state.slack``), for tests and operators."""
+
+    notifier: Notifier
+    front_end: SlackFrontEnd
+    socket_mode: Any = None  # the SocketModeHandler, when connected over Socket Mode
 
 
 class ThreadedSlackRequestHandler(SlackRequestHandler):
@@ -63,7 +76,9 @@ def install(app: FastAPI, runtime: Runtime, settings: SlackSettings | None = Non
         log.info("Slack front end not installed: %s not set", " and ".join(missing))
         return False
 
-    front = SlackFrontEnd(runtime, settings, app_client(settings))
+    threads = open_threads(runtime)
+    notifier = Notifier(runtime, settings, notifier_client(settings), threads=threads)
+    front = SlackFrontEnd(runtime, settings, app_client(settings), view=notifier.ledger.view)
     handler = ThreadedSlackRequestHandler(front.app)
 
     async def slack_events(request: Request) -> Response:
@@ -72,28 +87,32 @@ def install(app: FastAPI, runtime: Runtime, settings: SlackSettings | None = Non
     # Signed by Slack and verified by Bolt: no API token on this route.
     app.add_api_route(EVENTS_PATH, slack_events, methods=["POST"], include_in_schema=False)
 
-    notifier = Notifier(runtime, settings, notifier_client(settings))
+    # The core never reads Slack state: a retry of a Slack job asks this hook for its thread (the card).
+    runtime.jobs.give_retries_threads("slack", lambda original: notifier.ledger.read(original).card_ts)
 
     def start() -> None:
         front.start()
         notifier.start()
 
-    runtime.add_service("slack-notifier", start, notifier.stop)
-    runtime.extras["slack_notifier"] = notifier
-    runtime.extras["slack_front_end"] = front
+    def stop() -> None:
+        notifier.stop()
+        threads.close()
 
-    if runtime.extras.get("socket_mode"):
-        _install_socket_mode(runtime, front, settings)
+    runtime.add_service("slack-notifier", start, stop)
+    parts = SlackParts(notifier, front)
+    app.state.slack = parts
+    if runtime.socket_mode:
+        parts.socket_mode = _install_socket_mode(runtime, front, settings)
     log.info("Slack front end installed at %s (Web API %s)", EVENTS_PATH, settings.api_url)
     return True
 
 
-def _install_socket_mode(runtime: Runtime, front: SlackFrontEnd, settings: SlackSettings) -> None:
+def _install_socket_mode(runtime: Runtime, front: SlackFrontEnd, settings: SlackSettings) -> Any:
     """Receive the same requests over a WebSocket (no public URL needed)."""
     if not settings.app_token:
         log.error("--socket-mode needs SLACK_APP_TOKEN (an xapp- token with connections:write); "
                   "serving HTTP only")
-        return
+        return None
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     socket_handler = SocketModeHandler(front.app, app_token=settings.app_token,
@@ -112,4 +131,4 @@ def _install_socket_mode(runtime: Runtime, front: SlackFrontEnd, settings: Slack
             log.warning("closing Socket Mode failed", exc_info=True)
 
     runtime.add_service("slack-socket-mode", start, stop)
-    runtime.extras["slack_socket_mode"] = socket_handler
+    return socket_handler

@@ -1,21 +1,13 @@
-"""What the notifier posted, kept on the job record itself (``job.notify``).
+"""What the notifier posted: reads and writes the job's ``slack_threads`` record (bot/threads).
 
-Every write is a compare-and-set through ``JobStore.update(..., kind="notify")``
-(``set_notify``), so two notifiers, or one restarted mid-post, agree on what was
-posted. The shape of ``job.notify``:
-
-    card_ts, card_channel   the card (chat.update target)
-    thread_ts               where replies go (the card, or the original's thread for a retry)
-    posted  {key: ts}       messages that are in Slack
-    pending {key: {owner, at}}  intents: a post that was (maybe) under way
-    gave_up {key: why}      messages abandoned after their retry bound
-    card_done               fingerprint of a finished job's final card
-    retries [task_id]       retries made of this job (changes its Retry button)
+Every write is a compare-and-set (``SlackThreads.update``), so two notifiers, or
+one restarted mid-post, agree on what was posted. The job document is never
+written here: the ledger has its own record, so it does not compete with the
+worker for the job document's write budget (Firestore's ~1 write/s). Jobs stored
+before the ledger moved keep their ``job.notify`` map: it seeds their record.
 
 A store failure is logged and returned as "nothing changed", never raised: the
-notifier is an observer and must not fail anything. With a store write gap (1 s
-on the gcp backend) each of these writes waits until the job document's last
-write is that old, so a message costs the sender about a second there.
+notifier is an observer and must not fail anything.
 """
 
 from __future__ import annotations
@@ -23,114 +15,96 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 from orchestrator.domain.job import Job
-from orchestrator.domain.transitions import set_notify
-from orchestrator.stores.base import JobStore, StoreError
+from orchestrator.stores.base import StoreError
 
-from bot import plan
+from bot.threads.base import SlackThread, SlackThreads, claim
 
 log = logging.getLogger(__name__)
 
-CLAIM_TTL = 90.0  # another live notifier's intent is respected this long
+
+def seed_of(job: Job) -> SlackThread:
+    """The record a job starts from: its old ``notify`` map, if it has one."""
+    return SlackThread.from_notify(job.task_id, job.notify) if job.notify else SlackThread(job.task_id)
 
 
 class Ledger:
-    """Reads and writes ``job.notify`` for one notifier (``owner``)."""
+    """The ``slack_threads`` records as one notifier (``owner``) uses them."""
 
-    def __init__(self, store: JobStore, owner: str):
-        self.store = store
+    def __init__(self, threads: SlackThreads, owner: str):
+        self.threads = threads
         self.owner = owner
 
-    def _write(self, task_id: str, fn: Callable[[Job], Job | None], attempts: int = 3) -> Job | None:
+    def read(self, job: Job) -> SlackThread:
+        """The job's record (its seed when none is stored, or when the store can't be read)."""
+        try:
+            return self.threads.get(job.task_id) or seed_of(job)
+        except StoreError:
+            log.warning("reading the Slack thread of %s failed", job.task_id, exc_info=True)
+            return seed_of(job)
+
+    def view(self, job: Job) -> Job:
+        """The job as the card shows it: with its Slack record (card ts, retries) in ``notify``."""
+        return job.model_copy(update={"notify": self.read(job).as_notify()})
+
+    def _write(self, job: Job, fn: Callable[[SlackThread], SlackThread | None],
+               attempts: int = 3) -> SlackThread | None:
         for attempt in range(attempts):
             try:
-                return self.store.update(task_id, fn, kind="notify")
+                return self.threads.update(job.task_id, fn, seed_of(job))
             except StoreError:
-                log.warning("storing Slack state for %s failed (try %d)", task_id, attempt + 1, exc_info=True)
+                log.warning("storing Slack state for %s failed (try %d)", job.task_id, attempt + 1, exc_info=True)
                 time.sleep(0.2 * (attempt + 1))
         return None
 
-    def get(self, task_id: str) -> Job | None:
-        try:
-            return self.store.get(task_id)
-        except StoreError:
-            return None
+    def claim(self, job: Job, key: str, known_clean: bool) -> tuple[str, SlackThread | None]:
+        """Store the intent to post ``key``: (go | uncertain | done | busy, the record now).
 
-    def claim(self, task_id: str, key: str, known_clean: bool) -> tuple[str, Job | None]:
-        """Store the intent to post ``key``. Returns (state, job now) with state:
-
-        go: post it; uncertain: an earlier try may have posted it, look first;
-        done: already posted or given up; busy: another live notifier is on it.
-        ``known_clean``: our own earlier intent is known not to have been posted.
+        See ``bot.threads.base.claim`` for the four states; a store failure reads as busy.
         """
         outcome = {"state": "done"}
-        now = time.time()
 
-        def fn(job: Job) -> Job | None:
-            if key in plan.settled(job):
-                outcome["state"] = "done"
-                return None
-            pending = dict(job.notify.get("pending") or {})
-            earlier = pending.get(key)
-            if earlier:
-                if earlier.get("owner") != self.owner and now - float(earlier.get("at", 0)) < CLAIM_TTL:
-                    outcome["state"] = "busy"
-                    return None
-                if earlier.get("owner") == self.owner and known_clean:
-                    outcome["state"] = "go"
-                    return None
-                outcome["state"] = "uncertain"
-            else:
-                outcome["state"] = "go"
-            pending[key] = {"owner": self.owner, "at": now}
-            return set_notify(job, {"pending": pending})
+        def fn(record: SlackThread) -> SlackThread | None:
+            decided = claim(record, key, self.owner, known_clean)
+            outcome["state"] = decided.state
+            return decided.record
 
         try:
-            changed = self.store.update(task_id, fn, kind="notify")
+            stored = self.threads.update(job.task_id, fn, seed_of(job))
         except StoreError:
-            log.warning("could not store the intent to post %s for %s", key, task_id, exc_info=True)
+            log.warning("could not store the intent to post %s for %s", key, job.task_id, exc_info=True)
             return "busy", None
-        return outcome["state"], changed if changed is not None else self.get(task_id)
+        return outcome["state"], stored if stored is not None else self.read(job)
 
-    def record(self, task_id: str, key: str, ts: str, channel: str, thread_root: str) -> Job | None:
+    def record(self, job: Job, key: str, ts: str, channel: str, thread_root: str) -> SlackThread | None:
         """``key`` is in Slack as ``ts``; for the card also where its thread is."""
 
-        def fn(job: Job) -> Job | None:
-            patch: dict[str, Any] = {
-                "posted": {**(job.notify.get("posted") or {}), key: ts},
-                "pending": {k: v for k, v in (job.notify.get("pending") or {}).items() if k != key},
-            }
+        def fn(record: SlackThread) -> SlackThread:
+            pending = {k: v for k, v in record.pending.items() if k != key}
+            new = replace(record, posted={**record.posted, key: ts}, pending=pending)
             if key == "card":
-                patch.update(card_ts=ts, card_channel=channel, thread_ts=job.notify.get("thread_ts") or thread_root)
-            return set_notify(job, patch)
+                new = replace(new, card_ts=ts, card_channel=channel, thread_ts=record.thread_ts or thread_root)
+            return new
 
-        return self._write(task_id, fn)
+        return self._write(job, fn)
 
-    def give_up(self, task_id: str, keys: list[str], why: str) -> Job | None:
-        def fn(job: Job) -> Job | None:
-            gave_up = {**(job.notify.get("gave_up") or {}), **{k: why[:200] for k in keys}}
-            return set_notify(job, {"gave_up": gave_up})
+    def give_up(self, job: Job, keys: list[str], why: str) -> SlackThread | None:
+        return self._write(job, lambda r: replace(r, gave_up={**r.gave_up, **{k: why[:200] for k in keys}}))
 
-        return self._write(task_id, fn)
-
-    def card_done(self, task_id: str, digest: str) -> Job | None:
+    def card_done(self, job: Job, digest: str) -> SlackThread | None:
         """A finished job's card is final: restarts needn't edit it again."""
-        return self._write(task_id, lambda job: set_notify(job, {"card_done": digest})
-                           if job.status.is_terminal() else None)
+        return self._write(job, lambda r: replace(r, card_done=digest))
 
-    def link_retry(self, original_id: str, retry_id: str) -> tuple[bool, Job | None]:
-        """Add ``retry_id`` to the original's retries; (stored fine, original if changed)."""
+    def link_retry(self, original: Job, retry_id: str) -> tuple[bool, SlackThread | None]:
+        """Add ``retry_id`` to the original's retries; (stored fine, the original's record if changed)."""
 
-        def fn(original: Job) -> Job | None:
-            retries = list(original.notify.get("retries") or [])
-            if retry_id in retries:
-                return None
-            return set_notify(original, {"retries": [*retries, retry_id]})
+        def fn(record: SlackThread) -> SlackThread | None:
+            return None if retry_id in record.retries else replace(record, retries=(*record.retries, retry_id))
 
         try:
-            return True, self.store.update(original_id, fn, kind="notify")
+            return True, self.threads.update(original.task_id, fn, seed_of(original))
         except StoreError:
-            log.warning("could not link retry %s to %s", retry_id, original_id, exc_info=True)
+            log.warning("could not link retry %s to %s", retry_id, original.task_id, exc_info=True)
             return False, None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.domain.cost import GPU_TYPES
 from orchestrator.domain.errors import FieldError
 from orchestrator.domain.spec import ARCHITECTURES, LIMITS
 
@@ -57,7 +56,7 @@ def _plain(initial: str, placeholder: str, max_length: int | None = None) -> dic
     return element
 
 
-def _elements(gpu_type: str) -> dict[str, dict[str, Any]]:
+def _elements(gpu_type: str, gpu_types: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     d = defaults(gpu_type)
     return {
         "epochs": _number(d["epochs"], low=LIMITS["epochs"][0], high=LIMITS["epochs"][1]),
@@ -67,24 +66,28 @@ def _elements(gpu_type: str) -> dict[str, dict[str, Any]]:
         "imgsz": _number(d["imgsz"], low=LIMITS["input_size"][0], high=LIMITS["input_size"][1]),
         "dataset": _plain(d["dataset"], "synthetic, synthetic:64, /data/x/data.yaml or gs://bucket/x",
                           LIMITS["dataset"]),
-        "gpu": _select(list(GPU_TYPES), d["gpu"]),
+        "gpu": _select(list(gpu_types), d["gpu"]),
         "name": _plain("", "e.g. my run (default: arch-epochs)", LIMITS["custom_name"]),
         "tags": _plain("", "comma-separated, e.g. baseline,fast"),
         "priority": _number(d["priority"], low=LIMITS["priority"][0], high=LIMITS["priority"][1]),
     }
 
 
-def view(channel: str, gpu_type: str, thread_ts: str | None = None) -> dict[str, Any]:
-    """The modal for views.open."""
+def view(channel: str, gpu_type: str, thread_ts: str | None = None,
+         gpu_types: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The modal for views.open; its GPU choices are ``gpu_types``, what this deployment runs
+    (``orchestrator.backends.gpu_types_available``; unset: only ``gpu_type``)."""
+    gpu_types = gpu_types or (gpu_type,)
     blocks = []
-    for key, element in _elements(gpu_type).items():
+    for key, element in _elements(gpu_type, gpu_types).items():
         option = BY_KEY[key]
+        allowed = f"one of {', '.join(gpu_types)}" if key == "gpu" else option.allowed
         blocks.append({
             "type": "input",
             "block_id": key,
             "optional": True,  # blank means the default
             "label": _text(option.label),
-            "hint": _text(clip(f"{option.key}= \u2014 {option.allowed}", 2000)),
+            "hint": _text(clip(f"{option.key}= \u2014 {allowed}", 2000)),
             "element": element,
         })
     metadata = json.dumps({"channel": channel, "thread_ts": thread_ts}, separators=(",", ":"))

@@ -12,9 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from orchestrator.config_lists import ApiToken, CommaList, parse_api_tokens, parse_audiences, split_commas
 from orchestrator.domain.cost import GPU_TYPES, Rates, parse_cpu, parse_memory, rates_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +31,67 @@ def default_config_file() -> Path:
     return here if here.exists() else REPO_ROOT / "config" / "cloud-config.env"
 
 
-class Settings(BaseSettings):
+class DerivedSettings:
+    """What the settings imply (paths, prices, tokens): kept apart from the fields and their checks."""
+
+    def data_roots(self, tenant: str) -> list[Path]:
+        """Local directories the tenant's datasets and weights files may come from (its own first)."""
+        from orchestrator.trust.roots import local_roots
+
+        return local_roots(self.home, tenant, self.LAXAI_DATA_ROOTS)
+
+    def dataset_prefixes(self, tenant: str) -> list[str]:
+        """gs:// prefixes the tenant's datasets may come from."""
+        from orchestrator.trust.roots import bucket_prefixes
+
+        return bucket_prefixes(self.ARTIFACT_BUCKET, tenant, self.DATASET_BUCKETS)
+
+    @property
+    def require_gpu(self) -> bool:
+        """Whether a worker must fail rather than train on the CPU (REQUIRE_GPU, else on Cloud Run)."""
+        return self.REQUIRE_GPU if self.REQUIRE_GPU is not None else bool(self.CLOUD_RUN_JOB)
+
+    @property
+    def home(self) -> Path:
+        return self.LAXAI_HOME.expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "laxai.db"
+
+    @property
+    def write_gap(self) -> float:
+        """The write budget's gap (orchestrator/stores/write_budget.py): STORE_WRITE_GAP, else 1 s on gcp, 0 locally."""
+        if self.STORE_WRITE_GAP is not None:
+            return self.STORE_WRITE_GAP
+        return 1.0 if self.LAXAI_BACKEND == "gcp" else 0.0
+
+    @property
+    def worker_memory_bytes(self) -> int | None:
+        """The enforced memory limit of a local worker, in bytes; None when turned off."""
+        raw = self.WORKER_MEMORY_LIMIT if self.WORKER_MEMORY_LIMIT is not None else self.MEMORY_LIMIT
+        if raw.strip().lower() == "none":
+            return None
+        return int(parse_memory(raw) * 2**30)
+
+    def rates(self, gpu_type: str | None = None) -> Rates:
+        return rates_for(gpu_type or self.GPU_TYPE, self.GPU_COUNT, self.CPU_LIMIT, self.MEMORY_LIMIT)
+
+    @cached_property
+    def api_tokens(self) -> dict[str, str]:
+        """token -> tenant. Locally, when unset, one token is generated and kept under LAXAI_HOME."""
+        if self.LAXAI_API_TOKENS:
+            return {entry.token.get_secret_value(): entry.tenant for entry in self.LAXAI_API_TOKENS}
+        return {local_token(self.home): "local"}
+
+
+
+class Settings(DerivedSettings, BaseSettings):
     """All configuration, by the environment variable names the seed uses."""
 
-    model_config = SettingsConfigDict(env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
+    # hide_input_in_errors: a refused value is never echoed (LAXAI_API_TOKENS holds secrets).
+    model_config = SettingsConfigDict(env_file_encoding="utf-8", extra="ignore", case_sensitive=True,
+                                      hide_input_in_errors=True)
 
     # --- the seed's variables (config/cloud-config.env) ---
     GPU_TYPE: str = "nvidia-l4"
@@ -59,12 +117,9 @@ class Settings(BaseSettings):
     CANCEL_POLL_SECONDS: float = Field(1.0, gt=0)  # how often a worker looks for a cancel request (a read)
     PROGRESS_INTERVAL: float = Field(2.0, ge=0)  # at most one progress write per this many seconds
     DISPATCH_INTERVAL: float = Field(1.0, gt=0)
-    # Least seconds between two writes to one job document, by any writer: the store's update waits
-    # for it (Firestore sustains ~1 write/s per document).
-    # Unset: 1.0 on the gcp backend, 0 (no gap) on local, where SQLite has no such limit and the
-    # dispatch latency matters more. See ``write_gap``.
+    # The write budget's gap (orchestrator/stores/write_budget.py); unset: see ``write_gap``.
     STORE_WRITE_GAP: float | None = Field(None, ge=0, le=10)
-    # --- store timeout (14E: orchestrator/sqlite_db.py) ---
+    # --- store timeout (14E: orchestrator/backends/sqlite_db.py) ---
     # Seconds a SQLite writer waits for the write lock, each from its own start; then the write fails
     # (REST: 503, nothing stored). LAXAI_SQLITE_BUSY_TIMEOUT is its older name.
     STORE_TIMEOUT: float = Field(10, gt=0, le=600,
@@ -76,7 +131,8 @@ class Settings(BaseSettings):
 
     # --- REST API ---
     PORT: int = 8080
-    LAXAI_API_TOKENS: SecretStr | None = None  # "token1:tenant-a,token2:tenant-b"
+    # "token1:tenant-a,token2:tenant-b", parsed at start (orchestrator/config_lists.py); unset: a local token
+    LAXAI_API_TOKENS: Annotated[tuple[ApiToken, ...], NoDecode] | None = None
     LAXAI_URL: str | None = None  # where the CLI finds the service
     MAX_BODY_BYTES: int = 64 * 1024
 
@@ -100,7 +156,7 @@ class Settings(BaseSettings):
     CLOUD_RUN_JOB: str | None = None  # set by Cloud Run in job executions; never set it yourself
     # gpu_type values a job may ask for, comma-separated. Unset: the Cloud Run launcher offers its
     # job's GPU_TYPE only (a job has one GPU type); local workers GPU_TYPE and cpu.
-    GPU_TYPES_AVAILABLE: Annotated[tuple[str, ...], NoDecode] | None = None
+    GPU_TYPES_AVAILABLE: CommaList | None = None
     MAX_LAUNCH_ATTEMPTS: int = Field(3, ge=1)  # launches failing in a row before a job fails (launch_failed)
     # Background loops (dispatcher, change feed, notifier): consecutive failed passes before /healthz says 503.
     LOOP_FAILURE_LIMIT: int = Field(5, ge=1)
@@ -114,7 +170,7 @@ class Settings(BaseSettings):
     WORKER_JOB_NAME: str = "laxai-training-worker"
     ARTIFACT_BUCKET: str | None = None
     LAXAI_LAUNCHER: Literal["auto", "local", "cloudrun"] = "auto"
-    PUSH_AUDIENCE: str | None = None  # OIDC audience(s), comma-separated, of Pub/Sub pushes to /pubsub/push
+    PUSH_AUDIENCE: CommaList | None = None  # OIDC audience(s), comma-separated, of pushes to /pubsub/push
     PUSH_SERVICE_ACCOUNT: str | None = None  # the account Pub/Sub, Eventarc and Cloud Scheduler sign as
 
     # --- push delivery: Pub/Sub push, Eventarc, Cloud Scheduler (orchestrator/api/push.py, eventarc.py) ---
@@ -127,8 +183,8 @@ class Settings(BaseSettings):
     # oidc: the push endpoints need a Google-signed ID token (refused while their audience is unset);
     # none: accept unsigned calls when the audience is unset (local runs and emulators only).
     LAXAI_PUSH_AUTH: Literal["oidc", "none"] = "oidc"
-    EVENTARC_AUDIENCE: str | None = None  # comma-separated audiences accepted on /eventarc/firestore
-    TICK_AUDIENCE: str | None = None  # OIDC audience of Cloud Scheduler's calls to /tasks/tick
+    EVENTARC_AUDIENCE: CommaList | None = None  # audiences accepted on /eventarc/firestore
+    TICK_AUDIENCE: CommaList | None = None  # of Cloud Scheduler's calls to /tasks/tick
     OIDC_CERTS_URL: str = "https://www.googleapis.com/oauth2/v1/certs"  # Google's ID-token signing certs
 
     # --- what a tenant's job may read (14A: orchestrator/trust/) ---
@@ -171,18 +227,6 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"MAX_DATASET_BYTES must be bytes or a quantity like 8Gi (got {value!r})") from None
         return value
-
-    def data_roots(self, tenant: str) -> list[Path]:
-        """Local directories the tenant's datasets and weights files may come from (its own first)."""
-        from orchestrator.trust.roots import local_roots
-
-        return local_roots(self.home, tenant, self.LAXAI_DATA_ROOTS)
-
-    def dataset_prefixes(self, tenant: str) -> list[str]:
-        """gs:// prefixes the tenant's datasets may come from."""
-        from orchestrator.trust.roots import bucket_prefixes
-
-        return bucket_prefixes(self.ARTIFACT_BUCKET, tenant, self.DATASET_BUCKETS)
 
     @field_validator("GPU_TYPE")
     @classmethod
@@ -239,7 +283,7 @@ class Settings(BaseSettings):
     @classmethod
     def _available_gpus(cls, value: object) -> object:
         if isinstance(value, str):
-            value = tuple(item.strip().lower() for item in value.split(",") if item.strip())
+            value = tuple(item.lower() for item in split_commas(value))
         if isinstance(value, (list, tuple)):
             unknown = [item for item in value if item not in GPU_TYPES]
             if unknown or not value:
@@ -247,49 +291,16 @@ class Settings(BaseSettings):
                                  f"(got {', '.join(map(str, unknown)) or 'nothing'})")
         return value
 
-    @property
-    def require_gpu(self) -> bool:
-        """Whether a worker must fail rather than train on the CPU (REQUIRE_GPU, else on Cloud Run)."""
-        return self.REQUIRE_GPU if self.REQUIRE_GPU is not None else bool(self.CLOUD_RUN_JOB)
+    # --- list settings, parsed once at start (11A: orchestrator/config_lists.py) ---
+    @field_validator("LAXAI_API_TOKENS", mode="before")
+    @classmethod
+    def _api_tokens(cls, value: object) -> object:
+        return parse_api_tokens(value)
 
-    # --- derived ---
-    @property
-    def home(self) -> Path:
-        return self.LAXAI_HOME.expanduser().resolve()
-
-    @property
-    def db_path(self) -> Path:
-        return self.home / "laxai.db"
-
-    @property
-    def write_gap(self) -> float:
-        """Seconds the dispatcher and a worker leave between their writes to one job document."""
-        if self.STORE_WRITE_GAP is not None:
-            return self.STORE_WRITE_GAP
-        return 1.0 if self.LAXAI_BACKEND == "gcp" else 0.0
-
-    @property
-    def worker_memory_bytes(self) -> int | None:
-        """The enforced memory limit of a local worker, in bytes; None when turned off."""
-        raw = self.WORKER_MEMORY_LIMIT if self.WORKER_MEMORY_LIMIT is not None else self.MEMORY_LIMIT
-        if raw.strip().lower() == "none":
-            return None
-        return int(parse_memory(raw) * 2**30)
-
-    def rates(self, gpu_type: str | None = None) -> Rates:
-        return rates_for(gpu_type or self.GPU_TYPE, self.GPU_COUNT, self.CPU_LIMIT, self.MEMORY_LIMIT)
-
-    @cached_property
-    def api_tokens(self) -> dict[str, str]:
-        """token -> tenant. Locally, when unset, one token is generated and kept under LAXAI_HOME."""
-        raw = self.LAXAI_API_TOKENS.get_secret_value() if self.LAXAI_API_TOKENS else ""
-        if raw.strip():
-            pairs = [item.strip().split(":", 1) for item in raw.split(",") if item.strip()]
-            bad = [p[0][:4] + "..." for p in pairs if len(p) != 2 or not p[0] or not p[1]]
-            if bad:
-                raise ValueError("LAXAI_API_TOKENS must look like token1:tenant-a,token2:tenant-b")
-            return {token: tenant for token, tenant in pairs}
-        return {local_token(self.home): "local"}
+    @field_validator("PUSH_AUDIENCE", "EVENTARC_AUDIENCE", "TICK_AUDIENCE", mode="before")
+    @classmethod
+    def _audiences(cls, value: object, info: ValidationInfo) -> object:
+        return parse_audiences(value, info.field_name or "audience")
 
 
 def local_token(home: Path) -> str:

@@ -2,12 +2,9 @@
 
 One pass (``tick``) does, under a store lock so two service instances never
 dispatch at once:
-1. recover: a running job whose worker is gone (its lease expired, or its local
-   process exited without closing the job) goes back to the queue and resumes from
-   its checkpoint, up to MAX_RECOVERIES (but one the kernel killed over
-   WORKER_MEMORY_LIMIT fails, ``out_of_memory``: it would run out again); a cancelling
-   one whose worker ignored the request past CANCEL_GRACE_SECONDS is stopped hard
-   and marked cancelled;
+1. recover (orchestrator/recovery.py): a running job whose worker is gone goes back
+   to the queue (or fails, ``out_of_memory``); a cancelling one whose worker ignored
+   the request past CANCEL_GRACE_SECONDS is stopped hard and marked cancelled;
 2. dispatch: queued jobs in fair-share order (``domain.fair_share``: round-robin
    across tenants, each tenant's own jobs by priority, then age), while fewer than
    MAX_CONCURRENT_JOBS run in all and fewer than MAX_JOBS_PER_TENANT per tenant.
@@ -16,15 +13,9 @@ dispatch at once:
    Each job is claimed by compare-and-set (queued -> running) *before* launch, so
    a job never runs twice at once, however many queue deliveries arrive.
 
-Write gap (``settings.write_gap``: 1 s on the gcp backend, 0 locally): Firestore
-sustains about one write per second per job document, so a pass leaves a queued
-job whose last write (``updated_at``: its creation, a requeue) is younger than
-the gap for a later pass (``deferred_for`` says when; the loops and the push
-handler come back then), and records the launched execution no sooner than the
-gap after the claim (the pass sleeps the rest of it, once for all its claims).
-The store's ``update`` keeps the gap anyway (for every writer); this is the
-dispatcher planning around it, so a pass neither blocks on a fresh job nor waits
-a gap per launch.
+Write budget (stores/write_budget.py): a pass leaves a job too young to claim for
+a later pass (``deferred_for`` says when), and records its launches one gap after
+their claims (one wait for the whole pass).
 
 Queue messages only wake the dispatcher; the store is the truth, so a job over the
 cap stays queued and is started when a slot frees, whatever the queue's retry
@@ -49,16 +40,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from orchestrator.backends import Backend
 from orchestrator.domain.fair_share import fair_order
-from orchestrator.domain.job import EndReason, Job, JobError, utcnow
-from orchestrator.domain.status import JobStatus
-from orchestrator.domain.transitions import claim, finish, record_execution, requeue
+from orchestrator.domain.job import EndReason, Job, utcnow
+from orchestrator.domain.transitions import claim, record_execution, requeue
 from orchestrator.health import LoopHealth, describe
 from orchestrator.launchers.base import LaunchError
-from orchestrator.stores.base import STAMP_SLACK
+from orchestrator.recovery import Recovery, attempt_rates
+from orchestrator.stores.write_budget import WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +72,9 @@ class Dispatcher:
         # try_lock renews only once half of this is left, so a pass starts with at least half of it.
         self._lock_ttl = max(20.0, 10 * self.settings.DISPATCH_INTERVAL)
         self._pass = threading.Lock()  # one pass at a time in this process
-        self.write_gap = self.settings.write_gap
+        self.budget = WriteBudget(self.settings.write_gap)
         self._due: float | None = None  # monotonic time a job deferred by the last pass may be claimed
+        self.recovery = Recovery(backend)
         self.health = LoopHealth("dispatcher", self.settings.LOOP_FAILURE_LIMIT, self.settings.DISPATCH_INTERVAL)
 
     # -- one pass -------------------------------------------------------------
@@ -107,86 +99,14 @@ class Dispatcher:
             self._pass.release()
 
     def deferred_for(self) -> float | None:
-        """Seconds until a job the last pass left for the write gap may be claimed (0 when it
-        may be now; at most write_gap + STAMP_SLACK), or None when that pass deferred nothing."""
+        """Seconds until a job the last pass left for the write budget may be claimed (0 when it
+        may be now; at most ``budget.longest_deferral``), or None when that pass deferred nothing."""
         due = self._due
         return None if due is None else max(0.0, due - time.monotonic())
 
-    def _rates(self, job: Job):
-        device = (job.current_attempt.device or "") if job.current_attempt else ""
-        configured = job.spec.gpu_type or self.settings.GPU_TYPE
-        if device.startswith("cpu"):
-            return self.settings.rates("cpu"), self.settings.rates(configured)
-        return self.settings.rates(configured), None
-
     def recover(self, now: datetime) -> None:
-        for job in self.store.active():
-            attempt = job.current_attempt
-            if attempt is None or job.lease is None:
-                continue
-            execution = attempt.execution
-            exit_code = self.backend.launcher.exited(execution) if execution else None
-            expired = job.lease.expires_at < now
-            if job.status is JobStatus.CANCELLING and job.cancel and \
-                    job.cancel.at + timedelta(seconds=self.settings.CANCEL_GRACE_SECONDS) < now:
-                self._force_cancel(job, now)
-                continue
-            if not expired and exit_code is None:
-                continue
-            oom = self.backend.launcher.out_of_memory(execution) if exit_code is not None else None
-            if oom:
-                self._fail_out_of_memory(job, oom, now)
-                continue
-            if exit_code is not None:
-                # The process ended without closing its attempt: give its last write a moment
-                # to land (it may be committing right now) by re-reading inside the CAS.
-                detail = f"worker exited with code {exit_code} without finishing the attempt"
-            else:
-                detail = f"no heartbeat since {job.lease.heartbeat_at or attempt.claimed_at:%H:%M:%S} UTC"
-            if execution and exit_code is None:
-                self._stop_quietly(execution)
-            rates, estimate = self._rates(job)
-            number = attempt.number
-            changed = self.store.update(
-                job.task_id,
-                lambda j: requeue(j, number, EndReason.LEASE_EXPIRED, now, rates, self.settings.MAX_RECOVERIES,
-                                  estimate, detail=detail),
-                kind="recovered",
-            )
-            if changed is not None:
-                log.warning("job %s attempt %d lost (%s); now %s", job.task_id, number, detail, changed.status.value)
-
-    def _fail_out_of_memory(self, job: Job, detail: str, now: datetime) -> None:
-        """The kernel killed the worker over WORKER_MEMORY_LIMIT: the job fails (a rerun would too)."""
-        rates, estimate = self._rates(job)
-        number = job.current_attempt.number
-        error = JobError(reason=EndReason.OUT_OF_MEMORY.value, message=detail)
-        changed = self.store.update(
-            job.task_id,
-            lambda j: finish(j, number, EndReason.OUT_OF_MEMORY, now, rates, estimate, error=error, detail=detail,
-                             progress=j.progress.model_copy(update={"message": "Failed: out of memory"})),
-            kind="status:failed",
-        )
-        if changed is not None:
-            log.warning("job %s attempt %d: %s", job.task_id, number, detail)
-
-    def _force_cancel(self, job: Job, now: datetime) -> None:
-        attempt = job.current_attempt
-        if attempt.execution:
-            self._stop_quietly(attempt.execution)
-        rates, estimate = self._rates(job)
-        self.store.update(
-            job.task_id,
-            lambda j: finish(j, attempt.number, EndReason.CANCELLED, now, rates, estimate,
-                             detail=f"stopped after {self.settings.CANCEL_GRACE_SECONDS:.0f} s cancel grace"),
-            kind="status:cancelled",
-        )
-
-    def _stop_quietly(self, execution: str) -> None:
-        try:
-            self.backend.launcher.stop(execution)
-        except Exception:  # noqa: BLE001 - best effort; the fencing token blocks a zombie's writes
-            log.warning("could not stop execution %s", execution, exc_info=True)
+        """Requeue, fail or stop the jobs whose worker is lost (orchestrator/recovery.py)."""
+        self.recovery.recover(now)
 
     def _candidates(self, per_tenant: Counter[str], capacity: int) -> list[Job]:
         """The queued jobs that may take the free slots, in fair-share order: tenants at their cap
@@ -212,14 +132,11 @@ class Dispatcher:
                 break
             if per_tenant[job.tenant_id] >= self.settings.MAX_JOBS_PER_TENANT:
                 continue
-            young = 0.0
-            if self.write_gap > 0:
-                young = self.write_gap + STAMP_SLACK - (now - job.updated_at).total_seconds()
+            young = self.budget.claim_wait(job.updated_at, now)
             if young > 0:
-                # Written less than the gap ago: claim it next pass. Its slot is kept meanwhile, so
-                # no job behind it in the order starts in its place. (Capped: a writer's clock
-                # ahead of ours delays a job by at most one gap per pass.)
-                due = time.monotonic() + min(young, self.write_gap + STAMP_SLACK)
+                # Too young: claim it next pass. Its slot is kept meanwhile, so no job behind it in
+                # the order starts in its place.
+                due = time.monotonic() + young
                 self._due = due if self._due is None else min(self._due, due)
                 deferred += 1
                 per_tenant[job.tenant_id] += 1
@@ -232,9 +149,8 @@ class Dispatcher:
             per_tenant[job.tenant_id] += 1
             started.append((time.monotonic(), claimed, self._launch(claimed)))
         for claimed_at, job, follow_up in started:
-            # The launch record (or the requeue of a failed launch) is the job's next write after
-            # the claim: leave the write gap between them (at most one gap for the whole pass).
-            wait = claimed_at + self.write_gap - time.monotonic()
+            # The launch record (or the requeue of a failed launch) is the job's next write after the claim.
+            wait = self.budget.wait_after(claimed_at, time.monotonic())
             if wait > 0:
                 time.sleep(wait)
             try:
@@ -248,13 +164,13 @@ class Dispatcher:
 
     def _launch(self, job: Job) -> Callable[[], Job | None]:
         """Launch the claimed attempt now; returns the write that records how it went
-        (the execution, or a requeue when the launch failed), to be made after the write gap."""
+        (the execution, or a requeue when the launch failed), to be made when the budget allows."""
         number = job.current_attempt.number
         try:
             execution = self.backend.launcher.launch(job, number)
         except Exception as exc:  # noqa: BLE001 - any failure (even making the launcher) ends the attempt
             log.error("launch of %s attempt %d failed: %s", job.task_id, number, exc)
-            rates, estimate = self._rates(job)
+            rates, estimate = attempt_rates(self.settings, job)
             detail = str(exc)[:500] if isinstance(exc, (LaunchError, OSError)) else describe(exc)
             limit = self.settings.MAX_LAUNCH_ATTEMPTS
 

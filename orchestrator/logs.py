@@ -39,24 +39,35 @@ class SecretSources(BaseSettings):
     WANDB_API_KEY: SecretStr | None = None
 
 
-def _secret_fields(model: BaseModel) -> dict[str, str]:
-    """name -> value of every SecretStr field that is set."""
-    return {name: value.get_secret_value() for name, value in model if isinstance(value, SecretStr)}
+def _secrets_in(value: object) -> list[str]:
+    """The SecretStr values in a field's value, also inside tuples and models (LAXAI_API_TOKENS)."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, BaseModel):
+        return [secret for _name, item in value for secret in _secrets_in(item)]
+    if isinstance(value, (tuple, list)):
+        return [secret for item in value for secret in _secrets_in(item)]
+    return []
 
 
-def _configured() -> dict[str, str]:
+def _secret_fields(model: BaseModel) -> list[tuple[str, str]]:
+    """(name, value) of every secret in the model's set fields."""
+    return [(name, secret) for name, value in model for secret in _secrets_in(value)]
+
+
+def _configured() -> list[tuple[str, str]]:
     try:
         return _secret_fields(SecretSources(_env_file=default_config_file()))  # type: ignore[call-arg]
     except Exception:  # noqa: BLE001 - an unreadable file still leaves the environment's secrets
-        return {}
+        return []
 
 
 def secret_values(extra: list[str] | None = None, settings: Iterable[BaseModel] = ()) -> list[str]:
     """Every secret value to redact, longest first."""
     named = [(name, os.environ.get(name, "")) for name in SECRET_ENV]
-    named += list(_configured().items())
+    named += _configured()
     for model in settings:
-        named += list(_secret_fields(model).items())
+        named += _secret_fields(model)
     values = []
     for name, raw in named:
         values.append(raw)
@@ -75,14 +86,19 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's final message with secrets removed."""
+    """Rewrites each record's final message and traceback with secrets removed: the values
+    given (six characters or more) and anything shaped like a token. The one redaction filter:
+    on the root handlers here and on the bot's loggers (``bot.clients.guarded_logger``)."""
 
     def __init__(self, secrets: list[str]):
         super().__init__()
-        self.secrets = secrets
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is not ours to fix
+            return True
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         cleaned = redact(message, self.secrets)

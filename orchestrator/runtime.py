@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from orchestrator.backends import Backend
 from orchestrator.config import Settings
@@ -50,6 +50,9 @@ from orchestrator.stores.base import ChangeEvent, Watch
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from orchestrator.api.oidc import CertCache
+    from orchestrator.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ VERSIONS_KEPT = 10_000
 
 @dataclass
 class BackgroundService:
+    """A part of the service that runs beside requests (the dispatcher, the notifier), started and stopped with it."""
+
     name: str
     start: Callable[[], None]
     stop: Callable[[], None]
@@ -74,12 +79,18 @@ class Runtime:
 
     settings: Settings
     backend: Backend
-    service: JobService
-    services: list[BackgroundService] = field(default_factory=list)
+    jobs: JobService
+    background: list[BackgroundService] = field(default_factory=list)
     # Loops that count their failed passes (the dispatcher's); /healthz reports those not recovering.
     loops: list[LoopHealth] = field(default_factory=list)
-    # Anything an extension wants to expose to tests or other extensions, by name.
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The dispatch loop, when this service dispatches; /pubsub/push runs its passes.
+    dispatcher: Dispatcher | None = None
+    # `laxai serve --socket-mode`: front ends connect out (Slack over Socket Mode) as well as serving HTTP.
+    socket_mode: bool = False
+    # Certificates /pubsub/push and /eventarc/firestore verify OIDC tokens against (None: Google's; tests give one).
+    oidc_certs: CertCache | None = None
+    # The extensions the REST app installed (``install_extensions``), by entry-point name.
+    extensions: list[str] = field(default_factory=list)
     _listeners: list[ChangeListener] = field(default_factory=list, repr=False)
     _delivered: OrderedDict[str, int] = field(default_factory=OrderedDict, repr=False)
     _feed: Watch | None = field(default=None, repr=False)
@@ -140,11 +151,11 @@ class Runtime:
     # -- background services --------------------------------------------------
 
     def add_service(self, name: str, start: Callable[[], None], stop: Callable[[], None]) -> None:
-        self.services.append(BackgroundService(name, start, stop))
+        self.background.append(BackgroundService(name, start, stop))
 
     def start(self) -> None:
         install_thread_hook()
-        for svc in self.services:
+        for svc in self.background:
             log.info("starting %s", svc.name)
             before = set(threading.enumerate())
             svc.start()
@@ -153,7 +164,7 @@ class Runtime:
     def problems(self) -> list[str]:
         """Background loops that cannot be trusted to recover by themselves (empty: healthy)."""
         found = [problem for loop in self.loops if (problem := loop.problem())]
-        for svc in self.services:
+        for svc in self.background:
             for thread in svc.threads:
                 death = death_of(thread)
                 if death is not None:
@@ -161,7 +172,7 @@ class Runtime:
         return found
 
     def stop(self) -> None:
-        for svc in reversed(self.services):
+        for svc in reversed(self.background):
             try:
                 svc.stop()
             except Exception:  # noqa: BLE001 - keep stopping the others

@@ -8,7 +8,7 @@ failure can delay a job (the dispatcher also scans the store) but never lose it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from orchestrator.backends import Backend, gpu_types_available
 from orchestrator.domain.errors import FieldError, SpecError
@@ -21,6 +21,9 @@ from orchestrator.registry.base import ModelEntry
 from orchestrator.trust import checks as trust_checks
 
 log = logging.getLogger(__name__)
+
+# Where a retry of a front end's job reports: the original job -> its thread, or None.
+RetryThread = Callable[[Job], "str | None"]
 
 
 class NotFound(LookupError):
@@ -62,6 +65,8 @@ class JobService:
         self.backend = backend
         self.store = backend.store
         self.settings = backend.settings
+        # Front-end hooks by origin source: where a retry of such a job reports (see retry()).
+        self.retry_threads: dict[str, RetryThread] = {}
 
     # -- submit -----------------------------------------------------------
 
@@ -141,6 +146,11 @@ class JobService:
             return self.get(tenant_id, task_id), False
         return changed, True
 
+    def give_retries_threads(self, source: str, thread_of: RetryThread) -> None:
+        """A front end's hook: ``thread_of(original)`` is the thread a retry of its job reports in
+        (e.g. the Slack extension's: the original's card), or None when it doesn't know yet."""
+        self.retry_threads[source] = thread_of
+
     def retry(self, tenant_id: str, task_id: str, origin: Origin | None = None,
               idempotency_key: str | None = None) -> Job:
         """A new job with the same spec, linked to the original."""
@@ -151,8 +161,10 @@ class JobService:
         # A retry of a Slack job lives in the original's thread.
         if original.origin.source == "slack" and (origin is None or origin.source == "slack"):
             # A retry of a retry already lives in a thread: keep to its root (Slack threads
-            # are one level deep; card_ts is then a reply's ts, not a thread).
-            thread = (original.origin.thread_ts or original.notify.get("card_ts")
+            # are one level deep; its card's ts is then a reply's ts, not a thread). The card is
+            # front-end state: only the front end's hook knows it.
+            thread_of = self.retry_threads.get("slack")
+            thread = (original.origin.thread_ts or (thread_of(original) if thread_of else None)
                       or (origin.thread_ts if origin is not None else None))
             base = base.model_copy(update={"channel": original.origin.channel, "thread_ts": thread,
                                            "team": original.origin.team})

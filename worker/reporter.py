@@ -6,7 +6,7 @@ is logged and skipped (the lease outlives a few misses); a write the store
 refuses (the transition returned None) means the attempt is no longer ours, so
 the ``lost`` flag is raised and training stops without writing anything else.
 
-The runner hands both its gated store (worker/gate.py): their writes, and the
+The attempt gives both its gated store (worker/prepare.py, worker/gate.py): their writes, and the
 runner's own, share one write gate, so they never land closer than the store's
 write gap (1 s on the gcp backend) even when their own schedules coincide.
 """

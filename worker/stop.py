@@ -1,7 +1,8 @@
 """Why training should stop: flags set by other threads and time budgets, read cheaply per batch.
 
 The heartbeat thread sets ``cancel`` or ``lost``, the SIGTERM handler sets
-``sigterm``; the training callbacks call ``StopFlags.check`` after every batch
+``sigterm`` (``StopFlags``, made before the job is read); the training callbacks
+call ``StopCheck.check`` (the flags and the attempt's ``Budget``) after every batch
 and raise ``TrainingStopped`` so Ultralytics leaves a resumable last.pt behind
 (``trainer.stop = True`` would run the final evaluation and strip the optimizer
 from the checkpoint, which makes it impossible to resume).
@@ -55,10 +56,9 @@ class Budget:
 
 
 class StopFlags:
-    """Thread-safe stop requests; reading them costs a few attribute lookups."""
+    """Thread-safe stop requests from other threads; reading them costs a few attribute lookups."""
 
-    def __init__(self, budget: Budget | None = None):
-        self.budget = budget
+    def __init__(self) -> None:
         self._events = {reason: threading.Event() for reason in (StopReason.LOST, StopReason.CANCEL,
                                                                    StopReason.SIGTERM)}
         self.lost_why: str | None = None
@@ -76,16 +76,24 @@ class StopFlags:
     def lost(self) -> bool:
         return self._events[StopReason.LOST].is_set()
 
+
+@dataclass(frozen=True)
+class StopCheck:
+    """The training thread's question "stop now?": the flags other threads raise, and the attempt's budget."""
+
+    flags: StopFlags
+    budget: Budget
+
     def reason(self) -> StopReason | None:
         """The most urgent reason to stop now, or None to carry on."""
         # Priority follows StopReason's order: lost, cancel, timeout, sigterm, continuation.
         for reason in (StopReason.LOST, StopReason.CANCEL):
-            if self._events[reason].is_set():
+            if self.flags.is_set(reason):
                 return reason
-        over = self.budget.exceeded() if self.budget is not None else None
+        over = self.budget.exceeded()
         if over is StopReason.TIMEOUT:
             return over
-        if self._events[StopReason.SIGTERM].is_set():
+        if self.flags.is_set(StopReason.SIGTERM):
             return StopReason.SIGTERM
         return over
 

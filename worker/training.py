@@ -22,8 +22,9 @@ from orchestrator.domain.job import Progress
 from orchestrator.domain.spec import JobSpec
 from worker.checkpoints import BEST, LAST, CheckpointUploader, ResumePoint
 from worker.gpu import GpuUnavailable, gpu_unavailable_message, nvidia_driver
+from worker.outcome import Trained
 from worker.reporter import ProgressReporter
-from worker.stop import StopFlags
+from worker.stop import StopCheck
 from worker.wandb_log import WandbRun
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class TrainingSession:
     run_dir: Path  # $LAXAI_HOME/runs/<task_id>; Ultralytics writes into run_dir/train
     device: Device
     resume: ResumePoint | None
-    flags: StopFlags
+    stop: StopCheck  # the stop flags and the attempt's time budget, checked after every batch
     reporter: ProgressReporter
     uploader: CheckpointUploader
     wandb: WandbRun
@@ -112,8 +113,6 @@ class TrainingSession:
     epochs_done: int = 0  # finished epochs of the job (not only of this attempt)
     start_epoch: int = field(default=0, init=False)  # where this attempt began
     final_metrics: dict[str, float] = field(default_factory=dict)
-    last_path: Path | None = None
-    best_path: Path | None = None
     _batch: int = 0
     _batches: int = 0
     _train_started: float | None = None
@@ -135,11 +134,37 @@ class TrainingSession:
 
     # -- the run ---------------------------------------------------------------
 
-    def train(self) -> dict[str, float]:
-        """Train to the end; returns the final metrics. Raises TrainingStopped when stopped early."""
+    def train(self) -> Trained:
+        """Train to the end; returns what the run left. Raises TrainingStopped when stopped early."""
         from ultralytics import YOLO
 
-        common = {
+        if self.resume is not None:
+            # Ultralytics restores epochs, optimizer, lr schedule and EMA from the checkpoint; save_dir
+            # points the run at this machine's directory rather than the one the checkpoint remembers.
+            model = YOLO(str(self.resume.path))
+            args: dict[str, Any] = {**self._common_args(), "resume": True, "save_dir": str(self.save_dir)}
+        else:
+            params = self.spec.model_params
+            if params.weights and self.weights is None:
+                raise ValueError("model_params.weights was not fetched and checked (worker.checkpoints.fetch_weights)")
+            # Starting weights: the local file fetch_weights checked (Ultralytics loads it with its safe loader).
+            model = YOLO(str(self.weights) if params.weights else f"{params.architecture}.yaml")
+            args = self._fresh_args()
+        self._add_callbacks(model)
+        # Timing lines (two per attempt) that bench/ reads to compare with a bare YOLO(...).train(...).
+        started_wall, started, cpu = time.time(), time.monotonic(), time.process_time()
+        model.train(**args)
+        log.info("training call: started at unix %.3f, took %.3f s (CPU %.3f s), peak RSS %.1f MiB",
+                 started_wall, time.monotonic() - started, time.process_time() - cpu, peak_rss_mib())
+        trainer = model.trainer
+        if not self.final_metrics:
+            self.final_metrics = pick_metrics(getattr(trainer, "metrics", None))
+        best = Path(trainer.best)
+        return Trained(self.epochs_done, Path(trainer.last), best if best.exists() else None, self.final_metrics)
+
+    def _common_args(self) -> dict[str, Any]:
+        """Ultralytics' arguments for a fresh run and a resumed one alike."""
+        return {
             "data": str(self.data_yaml),
             "device": self.device.arg,
             "workers": min(GPU_WORKERS, os.cpu_count() or 1) if self.device.is_gpu else 0,
@@ -147,29 +172,23 @@ class TrainingSession:
             "batch": self.spec.training_params.batch_size,
             "imgsz": self.spec.model_params.input_size,
         }
-        if self.resume is not None:
-            # Ultralytics restores epochs, optimizer, lr schedule and EMA from the checkpoint; save_dir
-            # points the run at this machine's directory rather than the one the checkpoint remembers.
-            model = YOLO(str(self.resume.path))
-            args: dict[str, Any] = {**common, "resume": True, "save_dir": str(self.save_dir)}
-        else:
-            params = self.spec.model_params
-            if params.weights and self.weights is None:
-                raise ValueError("model_params.weights was not fetched and checked (worker.checkpoints.fetch_weights)")
-            # Starting weights: the local file fetch_weights checked (Ultralytics loads it with its safe loader).
-            model = YOLO(str(self.weights) if params.weights else f"{params.architecture}.yaml")
-            args = {
-                **common,
-                "epochs": self.total_epochs,
-                "lr0": self.spec.training_params.learning_rate,
-                # An explicit optimizer: with "auto" Ultralytics ignores lr0 and picks its own.
-                "optimizer": "AdamW",
-                "project": str(self.run_dir),
-                "name": "train",
-                "exist_ok": True,
-                "seed": SEED,
-                "verbose": True,
-            }
+
+    def _fresh_args(self) -> dict[str, Any]:
+        """Ultralytics' arguments for a fresh run (bench/bare_train.py passes the same, value for value)."""
+        return {
+            **self._common_args(),
+            "epochs": self.total_epochs,
+            "lr0": self.spec.training_params.learning_rate,
+            # An explicit optimizer: with "auto" Ultralytics ignores lr0 and picks its own.
+            "optimizer": "AdamW",
+            "project": str(self.run_dir),
+            "name": "train",
+            "exist_ok": True,
+            "seed": SEED,
+            "verbose": True,
+        }
+
+    def _add_callbacks(self, model: Any) -> None:
         for event, callback in (
             ("on_pretrain_routine_end", self._on_pretrain_end),
             ("on_train_start", self._on_train_start),
@@ -179,22 +198,11 @@ class TrainingSession:
             ("on_fit_epoch_end", self._on_fit_epoch_end),
         ):
             model.add_callback(event, callback)
-        # Timing lines (two per attempt) that bench/ reads to compare with a bare YOLO(...).train(...).
-        started_wall, started, cpu = time.time(), time.monotonic(), time.process_time()
-        model.train(**args)
-        log.info("training call: started at unix %.3f, took %.3f s (CPU %.3f s), peak RSS %.1f MiB",
-                 started_wall, time.monotonic() - started, time.process_time() - cpu, peak_rss_mib())
-        trainer = model.trainer
-        self.last_path = Path(trainer.last)
-        self.best_path = Path(trainer.best) if Path(trainer.best).exists() else None
-        if not self.final_metrics:
-            self.final_metrics = pick_metrics(getattr(trainer, "metrics", None))
-        return self.final_metrics
 
     # -- callbacks (training thread) -------------------------------------------
 
     def _on_pretrain_end(self, trainer: Any) -> None:
-        self.flags.check()  # a stop that came during start-up (dataset scan, model build)
+        self.stop.check()  # a stop that came during start-up (dataset scan, model build)
 
     def _on_train_start(self, trainer: Any) -> None:
         self._train_started = time.monotonic()
@@ -202,14 +210,14 @@ class TrainingSession:
 
     def _on_epoch_start(self, trainer: Any) -> None:
         self._batch, self._batches = 0, len(trainer.train_loader)
-        self.flags.check()
+        self.stop.check()
 
     def _on_batch_end(self, trainer: Any) -> None:
         self._batch += 1
         if not self._first_batch_logged:
             self._first_batch_logged = True
             log.info("first training batch done at unix %.3f", time.time())
-        self.flags.check()  # event lookups and a clock read: cheap enough for every batch
+        self.stop.check()  # event lookups and a clock read: cheap enough for every batch
         now = time.monotonic()
         if now < self._next_offer:  # the reporter would only coalesce it: skip the loss sync
             return
@@ -247,7 +255,7 @@ class TrainingSession:
         except Exception:  # noqa: BLE001 - reporting never breaks training
             log.warning("could not report epoch %d", self.epochs_done, exc_info=True)
         if self.epochs_done < self.total_epochs:  # after the last epoch, finishing beats stopping
-            self.flags.check()
+            self.stop.check()
 
     # -- progress --------------------------------------------------------------
 

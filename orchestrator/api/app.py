@@ -33,11 +33,10 @@ def create_app(runtime: Runtime, extensions: set[str] | None = None, with_extens
     install_error_handlers(app)
     app.include_router(router)
     # Machine callers (Pub/Sub push, Cloud Scheduler, Eventarc), OIDC-checked; not in the OpenAPI spec.
-    # runtime.extras["oidc_certs"] may hold a CertCache to verify against (tests).
-    app.state.oidc = OidcGate(runtime.settings, runtime.extras.get("oidc_certs"))
+    app.state.oidc = OidcGate(runtime.settings, runtime.oidc_certs)
     app.include_router(push.router)
     app.include_router(eventarc.router)
     if with_extensions:
-        runtime.extras["extensions"] = install_extensions(app, runtime, extensions)
+        runtime.extensions = install_extensions(app, runtime, extensions)
     app.add_middleware(BodyLimit, limit=runtime.settings.MAX_BODY_BYTES)
     return app

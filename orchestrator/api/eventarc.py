@@ -4,8 +4,8 @@ Eventarc delivers ``google.cloud.firestore.document.v1.written`` CloudEvents in
 binary content mode: ``ce-*`` headers, and a body that is a
 ``google.events.cloud.firestore.v1.DocumentEventData`` (protobuf, or its JSON form
 with ``application/json``). ``value`` is the job document after the write; its
-``job`` map is decoded as the Firestore store decodes it, and the resulting
-``ChangeEvent`` goes to ``runtime.publish_change`` (listeners: see
+``job`` map is decoded as the Firestore store decodes it (``stores.job_document``),
+and the resulting ``ChangeEvent`` goes to ``runtime.publish_change`` (listeners: see
 ``orchestrator.runtime``). The caller is checked like a Pub/Sub push (OIDC,
 audience EVENTARC_AUDIENCE).
 
@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.oidc import require_caller
 from orchestrator.stores.base import ChangeEvent
+from orchestrator.stores.job_document import decode_fields
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ def decode_event(body: bytes, content_type: str, collection: str) -> ChangeEvent
     from google.protobuf.json_format import ParseError
     from google.protobuf.message import DecodeError
 
-    from orchestrator.stores.firestore import FirestoreJobStore
-
     media = content_type.split(";", 1)[0].strip().lower()
     try:
         if media == "application/json":
@@ -87,7 +86,7 @@ def decode_event(body: bytes, content_type: str, collection: str) -> ChangeEvent
         raise Undeliverable("other collection", f"document {path[:200]!r} is not in {collection}")
     fields = {key: plain(value) for key, value in document.fields.items()}
     try:
-        job, kind = FirestoreJobStore.decode_fields(fields)
+        job, kind = decode_fields(fields)
     except Exception as exc:  # noqa: BLE001 - pydantic ValidationError, KeyError: not a job record
         raise Undeliverable("not a job", f"document {path[:200]!r}: {type(exc).__name__}") from exc
     cursor = document.update_time.ToDatetime(tzinfo=timezone.utc) if document.HasField("update_time") else None

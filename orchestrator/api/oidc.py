@@ -33,6 +33,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from orchestrator.config import Settings
+from orchestrator.config_lists import split_commas
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,9 @@ class Refused(Exception):
         self.status = status
 
 
-def audiences(raw: str | None) -> list[str]:
-    return [a.strip() for a in (raw or "").split(",") if a.strip()]
+def audiences(raw: tuple[str, ...] | str | None) -> list[str]:
+    """An audience setting's values (Settings parse them at start; text is accepted too)."""
+    return split_commas(raw)
 
 
 class OidcGate:

@@ -8,11 +8,10 @@ store is the truth, so a push is only a wake-up:
 
 - 204 after the pass, whether it launched the job or left it queued (over a cap,
   already running, cancelled...). Duplicate deliveries are harmless: the claim is
-  a compare-and-set, and passes in one process run one at a time. A job written
-  less than the store's write gap ago (``settings.write_gap``, 1 s on gcp: a push
-  usually arrives right after the job was created) is left by the pass; the
-  handler then waits out the rest of the gap (about a second at most) and runs
-  one more pass, so a push still starts its job.
+  a compare-and-set, and passes in one process run one at a time. A push usually
+  arrives right after its job was created, too young to claim under the write
+  budget (stores/write_budget.py): the handler waits out that deferral once and
+  runs one more pass, so a push still starts its job.
 - 204 too when no pass could run here (another instance holds the dispatcher lock,
   or this process's pass ran past PASS_WAIT): the job stays queued, and the
   dispatcher loop of every instance ticks every DISPATCH_INTERVAL anyway.
@@ -85,19 +84,19 @@ def parse_envelope(body: bytes) -> PushMessage:
 
 
 def _dispatcher(request: Request) -> Dispatcher:
-    dispatcher = request.app.state.runtime.extras.get("dispatcher")
+    dispatcher = request.app.state.runtime.dispatcher
     if dispatcher is None:
         raise HTTPException(503, "dispatching is off in this process", headers={"Retry-After": "30"})
     return dispatcher
 
 
 async def _pass_after_gap(dispatcher: Dispatcher) -> list | None:
-    """One pass; if it left a job for the write gap, wait that out (about a second at most) and pass again."""
+    """One pass; if it left a job too young to claim, wait that out (about a second at most) and pass again."""
     launched = await run_in_threadpool(dispatcher.try_tick, PASS_WAIT)
     wait = dispatcher.deferred_for() if launched is not None else None
     if wait is None:
         return launched
-    await asyncio.sleep(min(wait, dispatcher.write_gap + 1.0) + 0.01)
+    await asyncio.sleep(min(wait, dispatcher.budget.longest_deferral) + 0.01)
     again = await run_in_threadpool(dispatcher.try_tick, PASS_WAIT)
     return launched + again if again is not None else launched
 

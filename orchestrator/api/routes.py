@@ -31,7 +31,7 @@ QUEUE_FULL = {"model": ErrorResponse, "description": "MAX_QUEUED_PER_TENANT of y
 
 
 def service(request: Request) -> JobService:
-    return request.app.state.runtime.service
+    return request.app.state.runtime.jobs
 
 
 def _submitted(request: Request, job: Job) -> SubmitResponse:

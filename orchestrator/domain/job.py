@@ -152,7 +152,9 @@ class Origin(Record):
     user: str | None = None
     team: str | None = None
     channel: str | None = None
-    thread_ts: str | None = None  # the card's ts once posted (or the original's thread on retry)
+    # The Slack thread this job's card goes in, fixed at submit: a retry's (the original's thread) or
+    # a form opened inside a thread; None for a new top-level card (its ts is the front end's own record).
+    thread_ts: str | None = None
     request_id: str | None = None
 
 
@@ -197,8 +199,8 @@ class Job(Record):
     retry_of: str | None = None
     idempotency_key: str | None = None
     idempotency_hash: str | None = None  # what the key was first used for (request_hash); stores set it
-    # Front-end state (e.g. the Slack card's ts and what was already posted).
-    # The orchestrator stores it and never reads it.
+    # Front-end state of jobs stored before the Slack ledger got its own record (bot/threads:
+    # ``slack_threads``): kept readable for them, written by nothing any more. The core never reads it.
     notify: dict[str, Any] = Field(default_factory=dict)
 
     def request_hash(self) -> str:

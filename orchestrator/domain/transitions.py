@@ -266,7 +266,8 @@ def fail_queued(job: Job, error: JobError, now: datetime) -> Job | None:
 
 
 def set_notify(job: Job, patch: dict[str, Any]) -> Job | None:
-    """Merge front-end state (the Slack card's ts, posted milestones); None if unchanged."""
+    """Merge a patch into ``job.notify``; None if unchanged. No front end writes it any more (the Slack
+    ledger has its own record, bot/threads); kept so old records and store tests can still use it."""
     merged = {**job.notify, **patch}
     if merged == job.notify:
         return None

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from orchestrator.queues.base import JobQueue, QueueMessage
-from orchestrator.sqlite_db import SqliteDatabase
+from orchestrator.backends.sqlite_db import SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_messages (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.registry.base import ModelEntry, ModelRegistry
-from orchestrator.sqlite_db import SqliteDatabase
+from orchestrator.backends.sqlite_db import SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (

@@ -23,24 +23,9 @@ from typing import Any
 
 from orchestrator.domain.job import Job
 from orchestrator.domain.status import JobStatus
+from orchestrator.stores.write_budget import WriteBudget
 
 Mutation = Callable[[Job], "Job | None"]
-
-# A job's ``updated_at`` is stamped inside its transition, a little before the write commits:
-# writers that plan around the write gap from ``updated_at`` count a write this much later.
-STAMP_SLACK = 0.25
-
-
-class TooSoon(Exception):
-    """Raised inside a store's write transaction to back out of it: the job was written less than
-    ``write_gap`` ago; retry after ``wait`` seconds."""
-
-    def __init__(self, wait: float, last_write: Any):
-        super().__init__(f"written {wait:.3f} s too soon")
-        self.wait = wait
-        # The previous write's stamp: after waiting for it, a writer that finds the same stamp
-        # goes ahead (a clock behind the stamp's cannot keep it waiting for more than one gap).
-        self.last_write = last_write
 
 
 class StoreError(RuntimeError):
@@ -70,13 +55,9 @@ class Watch(abc.ABC):
 class JobStore(abc.ABC):
     """Durable job records shared by the API, the dispatcher, workers and the notifier.
 
-    ``write_gap`` (seconds, 0 = none): ``update`` commits a change to a job no sooner
-    than this after the job's previous write committed, whichever process or
-    instance made it (Firestore sustains about one write per second per document).
-    A write that comes too soon waits outside any transaction or lock, then reads
-    the job again and applies its mutation to what it finds then."""
+    ``budget``: ``update`` keeps the write budget (stores/write_budget.py)."""
 
-    write_gap: float = 0.0
+    budget: WriteBudget = WriteBudget()
 
     @abc.abstractmethod
     def create(self, job: Job) -> tuple[Job, bool]:
@@ -90,7 +71,7 @@ class JobStore(abc.ABC):
     def update(self, task_id: str, fn: Mutation, kind: str = "update") -> Job | None:
         """Compare-and-set: apply ``fn`` atomically; return the new job, or None if
         ``fn`` declined (or the job does not exist). Fires one event when it changed.
-        Keeps ``write_gap`` after the job's previous write (see the class)."""
+        Waits for the write budget first (see the class)."""
 
     @abc.abstractmethod
     def list(self, *, tenant_id: str | None = None, statuses: Iterable[JobStatus] | None = None,

@@ -1,9 +1,7 @@
 """Firestore JobStore: the gcp backend's job records and change feed.
 
-One document per job in ``FIRESTORE_COLLECTION`` (id = task_id). Query fields sit
-at the top level (``status``, ``priority``, ``created_at``, ``tenant_id``,
-``channel``, ``idempotency_key``, ``version``, ``last_change``); the full record
-is the ``job`` map (``Job.model_dump(mode="json")``), which is what is read back.
+One document per job in ``FIRESTORE_COLLECTION`` (id = task_id), laid out as
+``stores.job_document`` says.
 
 Semantics match ``SqliteJobStore`` (the contract suite runs against both):
 
@@ -16,9 +14,8 @@ Semantics match ``SqliteJobStore`` (the contract suite runs against both):
 - ``watch`` follows ``on_snapshot`` of the collection; ``last_change`` names the
   kind of the newest change. Snapshots coalesce quick successive writes (allowed by
   the contract: the newest version per job, in version order).
-- ``write_gap``: an update reads the document's ``update_time`` (the server's
-  commit time of its previous write) in its transaction and, when that is less
-  than the gap ago, backs out and tries again once it has passed.
+- The write budget (stores/write_budget.py): an update checks the document's
+  ``update_time`` (the server's commit time of its previous write) against it.
 - Locks live in a ``locks`` collection, taken and released in transactions; the
   owner renews (writes) only once at most half of the lease is left.
 
@@ -28,10 +25,9 @@ in the server; only writers in different processes do, and those transactions
 are retried. (The emulator resolves each collision with a ~2 s lock wait, so
 in-process collisions would otherwise cost seconds each.)
 
-Write budget: Firestore sustains about one write per second per document. Every
-``update`` is one write to the job's document, so callers must keep per-job
-writes low; the worker already throttles progress (``PROGRESS_INTERVAL``) and
-heartbeats (``LEASE_SECONDS``). Do not add per-batch writes.
+Every ``update`` is one write to the job's document, which the write budget
+spaces out: keep per-job writes low (the worker throttles progress,
+``PROGRESS_INTERVAL``, and heartbeats, ``LEASE_SECONDS``). Do not add per-batch writes.
 
 Production indexes (the emulator needs none): ``firestore.indexes.json`` at the repository
 root declares the composite indexes these queries need and exempts the ``job`` map from
@@ -59,7 +55,10 @@ from google.cloud.firestore_v1.watch import ChangeType
 
 from orchestrator.domain.job import Job, utcnow
 from orchestrator.domain.status import JobStatus
-from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, StoreError, TooSoon, Watch
+from orchestrator.stores import job_document
+from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, StoreError, Watch
+from orchestrator.stores.job_document import JOB_FIELD, KIND_FIELD
+from orchestrator.stores.write_budget import WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,6 @@ TRANSACTION_ATTEMPTS = 25
 WATCH_READY_TIMEOUT = 30.0
 # Queued jobs read per query when looking for each tenant's next jobs (queued_by_tenant).
 QUEUE_PAGE = 20
-JOB_FIELD, KIND_FIELD = "job", "last_change"  # the full record, and what its newest change was
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,500}$")
 
 
@@ -133,7 +131,7 @@ class FirestoreJobStore(JobStore):
     def __init__(self, client: firestore.Client, collection: str = "training_jobs", *,
                  locks_collection: str = "locks", close_client: bool = False, write_gap: float = 0.0):
         self.client = client
-        self.write_gap = max(0.0, write_gap)
+        self.budget = WriteBudget(write_gap)
         self.collection = collection
         self._jobs = client.collection(collection)
         self._keys = client.collection(f"{collection}_idempotency")
@@ -143,30 +141,12 @@ class FirestoreJobStore(JobStore):
 
     # -- encoding -------------------------------------------------------------
 
-    @staticmethod
-    def _encode(job: Job, kind: str) -> dict[str, Any]:
-        return {
-            "task_id": job.task_id,
-            "tenant_id": job.tenant_id,
-            "status": job.status.value,
-            "priority": job.priority,
-            "created_at": job.created_at,
-            "channel": job.origin.channel,
-            "idempotency_key": job.idempotency_key,
-            "version": job.version,
-            KIND_FIELD: kind,
-            JOB_FIELD: job.model_dump(mode="json"),
-        }
+    _encode = staticmethod(job_document.encode)
+    decode_fields = staticmethod(job_document.decode_fields)
 
     @staticmethod
     def _decode(snapshot: Any) -> Job:
         return Job.model_validate(snapshot.get(JOB_FIELD))
-
-    @staticmethod
-    def decode_fields(fields: dict[str, Any]) -> tuple[Job, str]:
-        """(job, kind of its last change) from a job document's fields as plain values
-        (e.g. decoded from an Eventarc event's document)."""
-        return Job.model_validate(fields[JOB_FIELD]), str(fields.get(KIND_FIELD) or "update")
 
     def _key_ref(self, tenant_id: str, key: str) -> Any:
         return self._keys.document(doc_id(tenant_id, key, "idempotency"))
@@ -202,31 +182,26 @@ class FirestoreJobStore(JobStore):
     def update(self, task_id: str, fn: Mutation, kind: str = "update") -> Job | None:
         ref = self._jobs.document(doc_id(task_id))
 
-        def body(tx: Any) -> Job | None:
-            snapshot = ref.get(transaction=tx)
-            if not snapshot.exists:
-                return None
-            current = self._decode(snapshot)
-            changed = fn(current)
-            if changed is None or changed == current:
-                return None
-            if self.write_gap > 0 and snapshot.update_time != waited_for:
-                # The server's commit time of the previous write, against our clock.
-                since = time.time() - snapshot.update_time.timestamp()
-                if since < self.write_gap:
-                    raise TooSoon(min(self.write_gap - since, self.write_gap), snapshot.update_time)
-            changed = changed.model_copy(update={"version": current.version + 1})
-            tx.set(ref, self._encode(changed, kind))
-            return changed
+        def attempt(waited_for: Any) -> Job | None:
+            def body(tx: Any) -> Job | None:
+                snapshot = ref.get(transaction=tx)
+                if not snapshot.exists:
+                    return None
+                current = self._decode(snapshot)
+                changed = fn(current)
+                if changed is None or changed == current:
+                    return None
+                stamp = snapshot.update_time  # the server's commit time of the previous write
+                self.budget.check(stamp, stamp.timestamp() if stamp else None, waited_for)
+                changed = changed.model_copy(update={"version": current.version + 1})
+                tx.set(ref, self._encode(changed, kind))
+                return changed
 
-        waited_for: Any = None  # the previous write this call already waited a gap for
-        while True:
             with self._stripes("job", task_id):
-                try:
-                    return run_transaction(self.client, body, f"update {task_id}")
-                except TooSoon as early:
-                    wait, waited_for = early.wait, early.last_write
-            time.sleep(wait)  # outside the transaction and the stripe: nothing is held meanwhile
+                return run_transaction(self.client, body, f"update {task_id}")
+
+        # Between tries nothing is held: neither the transaction nor the stripe.
+        return self.budget.keep_gap(attempt)
 
     # -- reads ----------------------------------------------------------------
 

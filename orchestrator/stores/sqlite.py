@@ -17,8 +17,9 @@ from typing import Any
 
 from orchestrator.domain.job import Job, utcnow
 from orchestrator.domain.status import JobStatus
-from orchestrator.sqlite_db import SqliteDatabase
-from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, PollingWatch, StoreError, TooSoon, Watch
+from orchestrator.backends.sqlite_db import SqliteDatabase
+from orchestrator.stores.base import ChangeEvent, JobStore, Mutation, PollingWatch, StoreError, Watch
+from orchestrator.stores.write_budget import WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS job_events (
     kind TEXT NOT NULL,
     data TEXT NOT NULL
 );
--- When each job was last written (kept only with a write gap: see SqliteJobStore).
+-- When each job was last written (kept only with a write budget: stores/write_budget.py).
 CREATE TABLE IF NOT EXISTS job_writes (
     task_id TEXT PRIMARY KEY,
     at REAL NOT NULL
@@ -70,7 +71,7 @@ class SqliteJobStore(JobStore):
     def __init__(self, path: Path | str, watch_interval: float = 0.1, write_gap: float = 0.0,
                  timeout: float | None = None):
         self.db = SqliteDatabase(path, SCHEMA, timeout=timeout)  # timeout: STORE_TIMEOUT (sqlite_db)
-        self.write_gap = max(0.0, write_gap)
+        self.budget = WriteBudget(write_gap)
         self.watch_interval = watch_interval
         self._writes = 0
 
@@ -124,29 +125,21 @@ class SqliteJobStore(JobStore):
         return job, True
 
     def _stamp(self, conn: sqlite3.Connection, task_id: str) -> None:
-        """Record the time of this write (only with a write gap: nothing to keep otherwise)."""
-        if self.write_gap > 0:
+        """Record the time of this write (only with a write budget: nothing to keep otherwise)."""
+        if self.budget.on:
             conn.execute("INSERT INTO job_writes (task_id, at) VALUES (?, ?) "
                          "ON CONFLICT(task_id) DO UPDATE SET at = excluded.at", (task_id, time.time()))
 
-    def _too_soon(self, conn: sqlite3.Connection, task_id: str, waited_for: float | None) -> None:
-        if self.write_gap <= 0:
+    def _keep_budget(self, conn: sqlite3.Connection, task_id: str, waited_for: float | None) -> None:
+        if not self.budget.on:
             return
         row = conn.execute("SELECT at FROM job_writes WHERE task_id = ?", (task_id,)).fetchone()
-        if row is None or row["at"] == waited_for:
-            return
-        since = time.time() - row["at"]
-        if since < self.write_gap:
-            raise TooSoon(min(self.write_gap - since, self.write_gap), row["at"])
+        last = None if row is None else row["at"]
+        self.budget.check(last, last, waited_for)
 
     def update(self, task_id: str, fn: Mutation, kind: str = "update") -> Job | None:
-        waited_for = None  # the previous write this call already waited a gap for
-        while True:
-            try:
-                return self._update_once(task_id, fn, kind, waited_for)
-            except TooSoon as early:
-                waited_for = early.last_write
-                time.sleep(early.wait)  # out of the transaction: the write lock is free meanwhile
+        # The wait between tries is out of the transaction: the write lock is free meanwhile.
+        return self.budget.keep_gap(lambda waited_for: self._update_once(task_id, fn, kind, waited_for))
 
     def _update_once(self, task_id: str, fn: Mutation, kind: str, waited_for: float | None) -> Job | None:
         try:
@@ -158,7 +151,7 @@ class SqliteJobStore(JobStore):
                 changed = fn(current)
                 if changed is None or changed == current:
                     return None
-                self._too_soon(conn, task_id, waited_for)
+                self._keep_budget(conn, task_id, waited_for)
                 changed = changed.model_copy(update={"version": current.version + 1})
                 values = self._row_values(changed)
                 conn.execute(

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from orchestrator.config import load_settings
-from orchestrator.local_service import BackgroundService
+from orchestrator.serve import ServiceThread
 
 SEED_BODY = {
     "tenant_id": "team-a",
@@ -21,7 +21,7 @@ SEED_BODY = {
 def service(tmp_path_factory):
     settings = load_settings(LAXAI_HOME=tmp_path_factory.mktemp("api"), LAXAI_API_TOKENS="tok-a-123456:team-a,tok-b-123456:team-b")
     # No dispatcher: these tests look at the API, not at training.
-    with BackgroundService(settings, dispatch=False) as svc:
+    with ServiceThread(settings, dispatch=False) as svc:
         yield svc
 
 

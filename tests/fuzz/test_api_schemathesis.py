@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from orchestrator.config import load_settings
-from orchestrator.local_service import BackgroundService
+from orchestrator.serve import ServiceThread
 
 TOKEN = "fuzz-token-123456"
 
@@ -15,7 +15,7 @@ TOKEN = "fuzz-token-123456"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     config = load_settings(LAXAI_HOME=tmp_path_factory.mktemp("fuzz"), LAXAI_API_TOKENS=f"{TOKEN}:fuzz")
-    with BackgroundService(config, dispatch=False) as svc:
+    with ServiceThread(config, dispatch=False) as svc:
         yield svc
 
 

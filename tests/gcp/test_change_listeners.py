@@ -11,7 +11,7 @@ from orchestrator.config import Settings
 from orchestrator.domain.job import Origin, utcnow
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.transitions import claim
-from orchestrator.server import create_runtime
+from orchestrator.serve import create_runtime
 from orchestrator.stores.base import ChangeEvent
 from tests.gcp_fixtures import GCP_PROJECT
 
@@ -53,7 +53,7 @@ def runtime(request, tmp_path):
 
 
 def submit(runtime) -> str:
-    job, _ = runtime.service.submit(JobSpec(tenant_id="team-a"), Origin())
+    job, _ = runtime.jobs.submit(JobSpec(tenant_id="team-a"), Origin())
     return job.task_id
 
 
@@ -67,7 +67,7 @@ def test_listeners_follow_the_store_feed_until_they_stop(runtime):
     assert first.wait_for(task, 2) == second.wait_for(task, 2) == ["created", "status:running"]
     one.stop()
     assert runtime._feed is not None  # the other listener still follows it
-    runtime.service.cancel("team-a", task, by="test")
+    runtime.jobs.cancel("team-a", task, by="test")
     assert second.wait_for(task, 3)[-1] == "cancel"
     time.sleep(0.3)
     assert first.kinds(task) == ["created", "status:running"]
@@ -102,7 +102,7 @@ def test_published_changes_are_delivered_in_version_order_once(runtime):
     runtime.settings.LAXAI_CHANGE_FEED = "eventarc"  # listeners get only what is published
     runtime.on_change(received)
     assert runtime._feed is None
-    job, _ = runtime.service.submit(JobSpec(tenant_id="team-a"), Origin())
+    job, _ = runtime.jobs.submit(JobSpec(tenant_id="team-a"), Origin())
     for version in (2, 2, 1, 3):
         runtime.publish_change(ChangeEvent(None, job.model_copy(update={"version": version}), f"v{version}"))
     assert received.kinds(job.task_id) == ["v2", "v3"]

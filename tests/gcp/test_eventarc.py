@@ -18,7 +18,7 @@ from orchestrator.config import Settings
 from orchestrator.domain.job import Origin, Progress, utcnow
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.transitions import claim, report_progress, worker_started
-from orchestrator.server import create_runtime
+from orchestrator.serve import create_runtime
 from orchestrator.stores.base import ChangeEvent
 from tests.gcp.eventarc_support import DATABASE, headers, job_document, to_value, written
 from tests.gcp.support import SERVICE_ACCOUNT, AppServer, bearer
@@ -63,7 +63,7 @@ class Service:
 
     def rich_job(self):
         """A stored job with attempts, a lease, progress, metrics and cost: every value type a job holds."""
-        service, store = self.runtime.service, self.runtime.backend.store
+        service, store = self.runtime.jobs, self.runtime.backend.store
         job, _ = service.submit(JobSpec(tenant_id="team-a", custom_name="ev", wandb_tags=["a", "b"]),
                                 Origin(source="slack", channel="C1", thread_ts="1.2"))
         now = utcnow()

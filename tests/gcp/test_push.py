@@ -24,7 +24,7 @@ from orchestrator.domain.job import EndReason, utcnow
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import finish, worker_started
 from orchestrator.launchers.cloudrun import CloudRunJobLauncher
-from orchestrator.server import create_runtime
+from orchestrator.serve import create_runtime
 from tests.fakes.fake_cloud_run import FakeCloudRun
 from tests.gcp.support import SERVICE_ACCOUNT, AppServer, bearer
 from tests.gcp_fixtures import GCP_PROJECT
@@ -105,7 +105,7 @@ def serve(tmp_path, issuer, cert_server, request):
         launcher = CloudRunJobLauncher.from_settings(settings, channel=grpc.insecure_channel(fake.address))
         runtime = create_runtime(settings, launcher=launcher)
         if only_pushes:  # the loop would dispatch too; here only pushes and ticks do
-            runtime.services = [s for s in runtime.services if s.name != "dispatcher"]
+            runtime.background = [s for s in runtime.background if s.name != "dispatcher"]
         server = AppServer(runtime).__enter__()
         service = Service(server, fake)
         started.append(service)

@@ -8,19 +8,14 @@ signed as Slack signs them.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from orchestrator.config import load_settings
 from orchestrator.domain.status import JobStatus
-from orchestrator.local_service import BackgroundService
+from orchestrator.serve import ServiceThread
 from tests.fakes.fake_slack import FakeSlack
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slack"))  # the Slack tests' helpers
-from slack_env import BOT_TOKEN, SIGNING_SECRET, TEAM, slack_env  # noqa: E402
-from slack_requests import SlackSender  # noqa: E402
+from tests.slack.slack_env import BOT_TOKEN, SIGNING_SECRET, TEAM, slack_env
+from tests.slack.slack_requests import SlackSender
 
 LIMIT = 2
 
@@ -31,7 +26,7 @@ def slack_service(tmp_path, monkeypatch):
         for name, value in slack_env(fake).items():
             monkeypatch.setenv(name, value)
         settings = load_settings(LAXAI_HOME=tmp_path / "home", MAX_QUEUED_PER_TENANT=LIMIT)
-        with BackgroundService(settings, dispatch=False) as service:
+        with ServiceThread(settings, dispatch=False) as service:
             sender = SlackSender(service.url, SIGNING_SECRET, team_id=TEAM)
             try:
                 yield service, sender

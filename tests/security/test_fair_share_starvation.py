@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from orchestrator.config import load_settings
-from orchestrator.local_service import BackgroundService
+from orchestrator.serve import ServiceThread
 from tests.support.serve import ServeProcess, kill_workers, tiny_job
 
 TOKENS = {"tok-flood-123456": "flood", "tok-victim-123456": "victim"}
@@ -54,7 +54,7 @@ def test_202_priority_9_jobs_of_one_tenant_do_not_keep_another_tenants_job_from_
 @pytest.fixture
 def capped(tmp_path):
     settings = load_settings(LAXAI_HOME=tmp_path / "capped", LAXAI_API_TOKENS=TOKEN_ENV, MAX_QUEUED_PER_TENANT=3)
-    with BackgroundService(settings, dispatch=False) as service:  # nothing starts: every job stays queued
+    with ServiceThread(settings, dispatch=False) as service:  # nothing starts: every job stays queued
         with client(service.url, "flood") as flood, client(service.url, "victim") as victim:
             yield service, flood, victim
 

@@ -13,7 +13,7 @@ import pytest
 from orchestrator.config import load_settings
 from orchestrator.domain.job import IdempotencyKeyReused, Job, Origin
 from orchestrator.domain.spec import JobSpec
-from orchestrator.local_service import BackgroundService
+from orchestrator.serve import ServiceThread
 from tests.gcp_fixtures import GCP_PROJECT, clean_firestore, firestore_emulator  # noqa: F401 - fixtures
 
 BACKENDS = [pytest.param("local", id="local"), pytest.param("gcp", id="gcp", marks=pytest.mark.gcp)]
@@ -85,7 +85,7 @@ BODY = {"training_params": {"epochs": 3}, "model_params": {"input_size": 128}, "
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     settings = load_settings(LAXAI_HOME=tmp_path_factory.mktemp("idem"), LAXAI_API_TOKENS="tok-a-123456:team-a")
-    with BackgroundService(settings, dispatch=False) as svc, \
+    with ServiceThread(settings, dispatch=False) as svc, \
             httpx.Client(base_url=svc.url, headers={"Authorization": "Bearer tok-a-123456"}) as http:
         yield http
 

@@ -24,10 +24,10 @@ from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 from orchestrator.launchers import logcap
 from orchestrator.launchers.local import LOG_CAP_BYTES, LocalProcessLauncher, log_path
-from orchestrator.local_service import BackgroundService
+from orchestrator.serve import ServiceThread
 from orchestrator.registry.base import ModelEntry
 from orchestrator.retention import RetentionSweeper
-from orchestrator.server import create_runtime
+from orchestrator.serve import create_runtime
 from orchestrator.service import JobService
 from worker import datasets
 
@@ -37,7 +37,7 @@ from worker import datasets
 def test_synthetic_10000_at_2048_px_is_refused_with_422_naming_dataset(tmp_path):
     settings = load_settings(LAXAI_HOME=tmp_path, LAXAI_API_TOKENS="tok-a-123456:team-a")
     body = {"tenant_id": "team-a", "dataset": "synthetic:10000", "model_params": {"input_size": 2048}}
-    with BackgroundService(settings, dispatch=False) as svc:
+    with ServiceThread(settings, dispatch=False) as svc:
         response = httpx.post(f"{svc.url}/orchestrate", json=body, headers={"Authorization": "Bearer tok-a-123456"})
         listed = httpx.get(f"{svc.url}/jobs", headers={"Authorization": "Bearer tok-a-123456"})
     assert response.status_code == 422, response.text
@@ -152,7 +152,7 @@ def test_the_service_runs_the_sweep_and_zero_days_turns_it_off(tmp_path):
     def services(**overrides):
         runtime = create_runtime(load_settings(LAXAI_HOME=tmp_path, **overrides))
         try:
-            return [svc.name for svc in runtime.services]
+            return [svc.name for svc in runtime.background]
         finally:
             runtime.backend.close()
 

@@ -153,11 +153,11 @@ def test_cgroups_left_by_a_stopped_service_are_removed_once_empty(tmp_path):
 
 
 def test_the_service_says_at_start_whether_the_limit_is_enforced(tmp_path, caplog):
-    from orchestrator.server import create_runtime
+    from orchestrator.serve import create_runtime
 
     plain = tmp_path / "plain-dir"
     plain.mkdir()
-    caplog.set_level("INFO", logger="orchestrator.server")
+    caplog.set_level("INFO", logger="orchestrator.serve")
     for root in (plain, None):
         settings = load_settings(LAXAI_HOME=tmp_path / "home", WORKER_MEMORY_LIMIT="2Gi", WORKER_CGROUP_ROOT=root)
         create_runtime(settings).backend.close()

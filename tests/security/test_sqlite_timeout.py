@@ -21,7 +21,7 @@ import pytest
 from orchestrator.config import load_settings
 from orchestrator.domain.job import Job
 from orchestrator.domain.spec import JobSpec
-from orchestrator.local_service import BackgroundService
+from orchestrator.serve import ServiceThread
 from orchestrator.stores.base import StoreError
 from orchestrator.stores.sqlite import SqliteJobStore
 
@@ -107,7 +107,7 @@ def test_updates_and_creates_mixed_fail_within_their_own_deadlines(tmp_path):
 def service(tmp_path):
     settings = load_settings(LAXAI_HOME=tmp_path / "home", LAXAI_API_TOKENS="tok-a-123456:team-a",
                              STORE_TIMEOUT=TIMEOUT)
-    with BackgroundService(settings, dispatch=False) as svc:
+    with ServiceThread(settings, dispatch=False) as svc:
         yield svc, settings.db_path
 
 

@@ -8,31 +8,22 @@ marked ``gcp``: Firestore cleared and fresh Pub/Sub names for each test).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# tests/ is not a package: make tests.fakes and this folder's helpers importable in any import mode.
-for path in (str(REPO), str(Path(__file__).resolve().parent)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-from orchestrator.config import load_settings  # noqa: E402
-from orchestrator.local_service import BackgroundService  # noqa: E402
-from tests.fakes.fake_slack import FakeSlack  # noqa: E402
-from tests.gcp_fixtures import (  # noqa: E402,F401 - fixtures, used by name
+from orchestrator.config import load_settings
+from orchestrator.serve import ServiceThread
+from tests.fakes.fake_slack import FakeSlack
+from tests.gcp_fixtures import (  # noqa: F401 - fixtures, used by name
     clean_firestore,
     firestore_emulator,
     pubsub_emulator,
     pubsub_names,
 )
-
-from backends import BACKENDS, gcp_env  # noqa: E402
-from slack_env import BOT_TOKEN, SIGNING_SECRET, TEAM, slack_env  # noqa: E402
-from slack_requests import SlackSender  # noqa: E402
+from tests.slack.backends import BACKENDS, gcp_env
+from tests.slack.slack_env import BOT_TOKEN, SIGNING_SECRET, TEAM, slack_env
+from tests.slack.slack_requests import SlackSender
 
 
 @pytest.fixture(params=BACKENDS)
@@ -72,15 +63,15 @@ def make_inproc(fake_slack, use_backend, monkeypatch, tmp_path):
     ``laxai.extensions`` entry point, configured by environment variables."""
     services = []
 
-    def make(**env: str) -> BackgroundService:
+    def make(**env: str) -> ServiceThread:
         for name, value in slack_env(fake_slack, **env).items():
             monkeypatch.setenv(name, value)
         settings = load_settings(LAXAI_HOME=tmp_path / f"home-{len(services)}")
-        service = BackgroundService(settings, dispatch=False).__enter__()
+        service = ServiceThread(settings, dispatch=False).__enter__()
         services.append(service)
         service.fake = fake_slack
         service.sender = SlackSender(service.url, SIGNING_SECRET, team_id=TEAM)
-        service.notifier = service.runtime.extras["slack_notifier"]
+        service.notifier = service.server.config.app.state.slack.notifier
         service.store = service.runtime.backend.store
         return service
 

@@ -16,7 +16,7 @@ from orchestrator.domain.errors import FieldError
 from orchestrator.domain.job import EndReason
 from tests.fakes.fake_slack import validate_blocks, validate_view
 
-import jobflow
+from tests.slack import jobflow
 
 
 def assert_valid(message: blocks.Message) -> None:

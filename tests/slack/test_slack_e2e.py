@@ -29,9 +29,9 @@ from tests import emulators
 from tests.fakes.fake_slack import FakeSlack
 from tests.support.serve import ServeProcess, kill_workers
 
-from backends import BACKENDS, fresh_gcp_env
-from slack_env import ADMIN, ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM, slack_env
-from slack_requests import SlackSender
+from tests.slack.backends import BACKENDS, fresh_gcp_env
+from tests.slack.slack_env import ADMIN, ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM, slack_env
+from tests.slack.slack_requests import SlackSender
 
 pytestmark = pytest.mark.slow
 

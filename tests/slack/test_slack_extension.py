@@ -14,9 +14,9 @@ from bot.config import SlackSettings, load_slack_settings
 from bot.extension import EVENTS_PATH, install
 from bot.notifier import Notifier
 from orchestrator.config import load_settings
-from orchestrator.server import create_runtime
+from orchestrator.serve import create_runtime
 
-from slack_env import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
+from tests.slack.slack_env import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,8 +43,8 @@ def test_install_declines_without_tokens_and_says_why(runtime, caplog):
     assert install(app, runtime, SlackSettings(SLACK_BOT_TOKEN=BOT_TOKEN)) is False
     assert "SLACK_SIGNING_SECRET not set" in caplog.text
     assert (EVENTS_PATH, "POST") not in routes(app)
-    assert runtime.extras.get("slack_notifier") is None
-    assert not [s.name for s in runtime.services if s.name.startswith("slack")]
+    assert getattr(app.state, "slack", None) is None
+    assert not [s.name for s in runtime.background if s.name.startswith("slack")]
 
 
 def test_install_mounts_the_endpoint_and_registers_the_notifier(runtime, fake_slack):
@@ -53,17 +53,17 @@ def test_install_mounts_the_endpoint_and_registers_the_notifier(runtime, fake_sl
                              SLACK_API_URL=fake_slack.url)
     assert install(app, runtime, settings) is True
     assert (EVENTS_PATH, "POST") in routes(app)
-    assert isinstance(runtime.extras["slack_notifier"], Notifier)
-    assert "slack-notifier" in [s.name for s in runtime.services]
-    assert "slack-socket-mode" not in [s.name for s in runtime.services]
+    assert isinstance(app.state.slack.notifier, Notifier)
+    assert "slack-notifier" in [s.name for s in runtime.background]
+    assert "slack-socket-mode" not in [s.name for s in runtime.background]
 
 
 def test_socket_mode_connects_with_the_app_token_and_failures_do_not_stop_the_service(runtime, fake_slack, caplog):
-    runtime.extras["socket_mode"] = True
+    runtime.socket_mode = True
     settings = SlackSettings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
                              SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=fake_slack.url)
     assert install(FastAPI(), runtime, settings) is True
-    (service,) = [s for s in runtime.services if s.name == "slack-socket-mode"]
+    (service,) = [s for s in runtime.background if s.name == "slack-socket-mode"]
     service.start()  # the fake has no WebSocket server: connecting fails, and is only logged
     service.stop()
     (call,) = fake_slack.calls_to("apps.connections.open")
@@ -73,11 +73,11 @@ def test_socket_mode_connects_with_the_app_token_and_failures_do_not_stop_the_se
 
 
 def test_socket_mode_without_an_app_token_serves_http_only(runtime, fake_slack, caplog):
-    runtime.extras["socket_mode"] = True
+    runtime.socket_mode = True
     settings = SlackSettings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
                              SLACK_API_URL=fake_slack.url)
     assert install(FastAPI(), runtime, settings) is True
-    assert "slack-socket-mode" not in [s.name for s in runtime.services]
+    assert "slack-socket-mode" not in [s.name for s in runtime.background]
     assert "needs SLACK_APP_TOKEN" in caplog.text
 
 

@@ -12,7 +12,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from slack_env import BOT_TOKEN
+from tests.slack.slack_env import BOT_TOKEN
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slack_env import CHANNEL
+from tests.slack.slack_env import CHANNEL
 
 ACK_LIMIT = 3.0
 KEYS = ["epochs", "arch", "batch", "lr", "imgsz", "dataset", "gpu", "name", "tags", "priority", "epoch", "batch_size"]

@@ -19,9 +19,9 @@ from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 from tests.fakes.fake_slack import validate_view
 
-import jobflow
-from slack_env import ADMIN, ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM
-from slack_requests import SlackSender, trigger_id
+from tests.slack import jobflow
+from tests.slack.slack_env import ADMIN, ALICE, BOB, BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM
+from tests.slack.slack_requests import SlackSender, trigger_id
 
 ACK_LIMIT = 3.0  # Slack shows the user an error past this
 
@@ -74,7 +74,7 @@ def test_forged_or_stale_requests_get_401_and_do_nothing(inproc):
 
 
 def _signature_of(body):
-    from slack_requests import sign
+    from tests.slack.slack_requests import sign
 
     headers = sign(SIGNING_SECRET, body)
     return headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
@@ -100,7 +100,7 @@ def test_train_acks_fast_with_an_ephemeral_confirmation_and_queues_the_job(inpro
     card = card_of(inproc, job.task_id)
     assert card["thread_ts"] is None and card["channel"] == CHANNEL
     assert job.task_id in json.dumps(card["blocks"])
-    inproc.fake.wait_for(lambda: inproc.store.get(job.task_id).notify.get("card_ts") == card["ts"])
+    inproc.fake.wait_for(lambda: inproc.notifier.ledger.read(job).card_ts == card["ts"])  # its slack_threads record
     # No Web API call came from the command path (only the notifier's post).
     assert {c.method for c in inproc.fake.calls} <= {"auth.test", "chat.postMessage", "chat.update"}
 
@@ -326,7 +326,7 @@ def test_link_button_clicks_are_acked(inproc):
 
 
 def test_jobs_not_from_slack_are_ignored(inproc):
-    job, _ = inproc.runtime.service.submit(JobSpec(tenant_id=TEAM), Origin(source="api", user="cli"))
+    job, _ = inproc.runtime.jobs.submit(JobSpec(tenant_id=TEAM), Origin(source="api", user="cli"))
     jobflow.complete(jobflow.start(job, inproc.store), inproc.store)
     inproc.sender.command("epochs=2")  # a Slack job after it, to know the notifier has caught up
     slack_job = next(j for j in all_jobs(inproc) if j.origin.source == "slack")
@@ -349,3 +349,21 @@ def test_tokens_and_signing_secret_never_reach_the_logs(make_inproc, caplog):
     assert "Slack notifier" in logged  # the notifier did log
     for secret in (BOT_TOKEN, SIGNING_SECRET, urllib.parse.quote(BOT_TOKEN)):
         assert secret not in logged
+
+
+def test_status_links_to_the_jobs_thread_once_its_card_is_posted(inproc):
+    """The card's ts lives in the notifier's slack_threads record, not on the job: /train status
+    reads it through the notifier's ledger and links to the thread."""
+    inproc.sender.command("epochs=2 name=linked")
+    deadline = time.monotonic() + 30
+    while not inproc.fake.calls_to("chat.postMessage", ok=True) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert inproc.notifier.wait_idle(30)
+    (card,) = inproc.fake.calls_to("chat.postMessage", ok=True)
+    (job,) = all_jobs(inproc)
+    assert job.notify == {}  # the core's record carries no Slack state
+    reply = inproc.sender.command(f"status {job.task_id[:8]}").json()
+    links = [element["text"] for block in reply["blocks"] if block["type"] == "context"
+             for element in block["elements"] if "Open the job's thread" in element.get("text", "")]
+    assert len(links) == 1
+    assert card.response["ts"].replace(".", "") in links[0]

@@ -17,16 +17,17 @@ from bot import plan
 from bot.clients import notifier_client
 from bot.config import SlackSettings
 from bot.notifier import METADATA_TYPE, Notifier
+from bot.threads import open_threads
 from orchestrator.config import load_settings
 from orchestrator.domain.job import EndReason, Origin
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import set_notify
-from orchestrator.server import create_runtime
+from orchestrator.serve import create_runtime
 from orchestrator.stores.base import ChangeEvent
 from tests.fakes.fake_slack import FakeSlack
 
-import jobflow
-from slack_env import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM
+from tests.slack import jobflow
+from tests.slack.slack_env import BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM
 
 
 class Rig:
@@ -36,6 +37,7 @@ class Rig:
         self.fake = fake
         self.runtime = create_runtime(load_settings(LAXAI_HOME=tmp_path / "home"), dispatch=False)
         self.store = self.runtime.backend.store
+        self.threads = open_threads(self.runtime)  # the Slack ledger's own record (slack_threads)
         self.settings = SlackSettings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
                                       SLACK_API_URL=fake.url, **{"SLACK_POST_INTERVAL": 1.05,
                                                                  "SLACK_CARD_MIN_INTERVAL": 0.3, **settings})
@@ -45,7 +47,8 @@ class Rig:
         self._marks = 0
 
     def start(self, owner: str = "test-host") -> Notifier:
-        self.notifier = Notifier(self.runtime, self.settings, notifier_client(self.settings), owner=owner)
+        self.notifier = Notifier(self.runtime, self.settings, notifier_client(self.settings), owner=owner,
+                                 threads=self.threads)
         self.notifier.start()
         return self.notifier
 
@@ -66,6 +69,15 @@ class Rig:
     def get(self, job):
         return self.store.get(job.task_id)
 
+    def notify(self, job) -> dict:
+        """What the ledger holds for ``job`` (its slack_threads record), in the old ``job.notify`` shape."""
+        record = self.threads.get(job.task_id)
+        return record.as_notify() if record is not None else dict(self.get(job).notify)
+
+    def view(self, job):
+        """The stored job with its Slack record overlaid, as the notifier's plan sees it."""
+        return self.get(job).model_copy(update={"notify": self.notify(job)})
+
     def posts(self, job, key=None):
         return self.fake.by_metadata(job.task_id, key)
 
@@ -73,7 +85,7 @@ class Rig:
         return self.fake.wait_for(lambda: self.posts(job, key), timeout=timeout, what=f"{key} of {job.task_id[:8]}")
 
     def wait_recorded(self, job, key, timeout=20.0):
-        return self.fake.wait_for(lambda: (self.get(job).notify.get("posted") or {}).get(key), timeout=timeout,
+        return self.fake.wait_for(lambda: (self.notify(job).get("posted") or {}).get(key), timeout=timeout,
                                   what=f"{key} recorded")
 
     def idle(self, timeout=30.0):
@@ -103,6 +115,7 @@ class Rig:
         if self._probe is not None:
             self._probe.stop()
         self.runtime.close_feed()
+        self.threads.close()
         self.runtime.backend.close()
 
 
@@ -129,7 +142,7 @@ def test_a_job_gets_its_card_and_thread_in_order(rig):
     assert card["thread_ts"] is None and card["channel"] == CHANNEL
     assert card["metadata"] == {"event_type": METADATA_TYPE, "event_payload": {"task_id": job.task_id, "key": "card"}}
     rig.wait_recorded(job, "card")
-    assert rig.get(job).notify["card_ts"] == card["ts"] and rig.get(job).notify["thread_ts"] == card["ts"]
+    assert rig.notify(job)["card_ts"] == card["ts"] and rig.notify(job)["thread_ts"] == card["ts"]
 
     job = jobflow.start(rig.get(job), rig.store)
     rig.wait_posted(job, "started")
@@ -148,7 +161,7 @@ def test_a_job_gets_its_card_and_thread_in_order(rig):
     final_card = rig.fake.message(CHANNEL, card["ts"])
     assert ":white_check_mark: *Completed*" in json.dumps(final_card["blocks"])
     assert final_card["edits"] >= 1
-    assert rig.get(job).notify.get("card_done")
+    assert rig.notify(job).get("card_done")
     assert_once_each(rig, job)
     # Every message went out within Slack's pace for one channel.
     posts = [c.mono for c in rig.fake.calls_to("chat.postMessage", ok=True)]
@@ -247,7 +260,7 @@ def test_a_crash_between_post_and_record_is_repaired_from_message_metadata(rig):
     rig.start()
     rig.wait_recorded(job, "started")
     rig.idle()
-    assert rig.get(job).notify["posted"]["started"] == started_ts
+    assert rig.notify(job)["posted"]["started"] == started_ts
     assert rig.fake.calls_to("chat.postMessage") == []
     assert rig.fake.calls_to("conversations.replies")  # it looked before posting
 
@@ -323,7 +336,7 @@ def test_a_final_reply_is_given_up_after_the_bound_and_the_job_is_untouched(tmp_
         rig.idle()
         rig.fake.fail(500, methods="chat.postMessage", seconds=60)
         jobflow.complete(rig.get(job), rig.store)
-        rig.fake.wait_for(lambda: (rig.get(job).notify.get("gave_up") or {}).get("final"), timeout=40,
+        rig.fake.wait_for(lambda: (rig.notify(job).get("gave_up") or {}).get("final"), timeout=40,
                           what="giving up")
         assert "giving up on final" in caplog.text
         assert rig.get(job).status is JobStatus.COMPLETED
@@ -363,7 +376,7 @@ def test_twenty_jobs_in_one_channel_are_paced_and_every_final_lands_once(tmp_pat
             assert len([c for c in updates if c.ok]) <= 5 + 50 * span / 60 + 1
             # Every card shows its final state in the end.
             for job in jobs:
-                card = fake.message(CHANNEL, rig.get(job).notify["card_ts"])
+                card = fake.message(CHANNEL, rig.notify(job)["card_ts"])
                 assert "Completed" in json.dumps(card["blocks"]), card["text"]
         finally:
             rig.close()
@@ -399,7 +412,7 @@ def test_the_scan_skips_jobs_that_need_nothing(rig):
     rig.idle()
     rig.restart()
     assert rig.notifier._tracks == {}  # finished, posted, final card stored: not even looked at
-    assert plan.finished_with(rig.get(job), None, "nvidia-l4")
+    assert plan.finished_with(rig.view(job), None, "nvidia-l4")
 
 
 def test_launch_failures_resume_quietly_until_the_next_attempt_starts(rig):
@@ -409,3 +422,28 @@ def test_launch_failures_resume_quietly_until_the_next_attempt_starts(rig):
     job = jobflow.interrupt(rig.get(job), rig.store, reason=EndReason.LAUNCH_FAILED, lost_seconds=0)
     rig.idle()
     assert keys_posted(rig, job) == ["card", "started"]
+
+
+def test_the_notifier_never_writes_the_job_document(rig):
+    """The ledger has its own record (slack_threads): a whole Slack job, card to final reply with
+    edits in between, changes the job document only through the job's own transitions."""
+    kinds: list[str] = []
+    watch = rig.runtime.on_change(lambda event: kinds.append(event.kind) if event.job.origin.source == "slack" else None)
+    try:
+        rig.start()
+        job = rig.job(epochs=4)
+        rig.wait_recorded(job, "card")
+        job = jobflow.start(rig.get(job), rig.store)
+        rig.wait_posted(job, "started")
+        job = jobflow.progress(rig.get(job), rig.store, epoch=2)
+        rig.wait_posted(job, "milestone:50")
+        done = jobflow.complete(rig.get(job), rig.store)
+        rig.wait_recorded(job, "final")
+        rig.idle()
+    finally:
+        watch.stop()
+    record = rig.threads.get(job.task_id)
+    assert set(record.posted) == {"card", "started", "milestone:50", "final"}
+    assert record.card_done and record.version >= 5  # the ledger's writes went to its own record...
+    assert rig.get(job).version == done.version and rig.get(job).notify == {}  # ...none to the job's
+    assert "notify" not in kinds and kinds, kinds

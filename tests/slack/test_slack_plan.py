@@ -6,7 +6,7 @@ from bot import plan
 from bot.plan import FINAL, LIFECYCLE, Step
 from orchestrator.domain.job import EndReason
 
-import jobflow
+from tests.slack import jobflow
 
 
 def posted(job, *keys):

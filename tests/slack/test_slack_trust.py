@@ -23,11 +23,11 @@ from bot import blocks, modal
 from bot.config import SlackSettings, load_slack_settings
 from orchestrator.domain.errors import FieldError
 from orchestrator.domain.status import JobStatus
-from orchestrator.server import StartupError
+from orchestrator.serve import StartupError
 
-import jobflow
-from slack_env import ADMIN, ALICE, BOB, CHANNEL
-from test_slack_http import ACK_LIMIT, all_jobs, card_of, has_button, wait_card
+from tests.slack import jobflow
+from tests.slack.slack_env import ADMIN, ALICE, BOB, CHANNEL
+from tests.slack.test_slack_http import ACK_LIMIT, all_jobs, card_of, has_button, wait_card
 
 CAROL = "U0CAROL"
 PRIVATE, PUBLIC = "C0PRIVATE", "C0PUBLIC"

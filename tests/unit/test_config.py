@@ -126,3 +126,84 @@ def test_secret_fields_of_the_settings_in_use_are_redacted(tmp_path):
 
     settings = load_settings(LAXAI_HOME=tmp_path, LAXAI_API_TOKENS="kwarg-token-555:team-a")
     assert "kwarg-token-555" in secret_values(settings=[settings])
+
+
+# -- list settings are parsed by validators at start: a bad value names its variable (11A) --
+
+SECRET_TOKEN = "s3cret-token-0123456789"
+
+
+@pytest.mark.parametrize("raw, why", [
+    (f"{SECRET_TOKEN}", "entry 1 is not token:tenant"),  # no tenant
+    (f"{SECRET_TOKEN}:", "entry 1 is not token:tenant"),
+    (f":team-a,{SECRET_TOKEN}:team-b", "entry 1 is not token:tenant"),  # no token
+    (f"ok-token-1:team-a,{SECRET_TOKEN}:team b", "entry 2 has a tenant that is not a tenant id"),
+    (f"{SECRET_TOKEN}:team-a,{SECRET_TOKEN}:team-b", "entry 2 repeats an earlier token"),
+    (f"{SECRET_TOKEN}:-team", "entry 1 has a tenant that is not a tenant id"),
+])
+def test_a_malformed_api_token_list_fails_at_start_naming_it_without_the_secret(raw, why):
+    with pytest.raises(ValidationError) as refused:
+        load_settings(LAXAI_API_TOKENS=raw)
+    text = str(refused.value)
+    assert "LAXAI_API_TOKENS" in text and why in text and "token1:tenant-a" in text
+    assert SECRET_TOKEN not in text and "s3cret" not in text
+
+
+def test_api_tokens_are_parsed_once_with_blanks_ignored_and_never_printed(tmp_path):
+    settings = load_settings(LAXAI_HOME=tmp_path, LAXAI_API_TOKENS=f" {SECRET_TOKEN} : team-a ,, t2:team-b:x ")
+    assert settings.api_tokens == {SECRET_TOKEN: "team-a", "t2": "team-b:x"}  # a tenant may hold a colon
+    assert SECRET_TOKEN not in repr(settings) and SECRET_TOKEN not in str(settings.model_dump())
+    blank = load_settings(LAXAI_HOME=tmp_path, LAXAI_API_TOKENS=" , ")
+    assert blank.LAXAI_API_TOKENS is None and set(blank.api_tokens.values()) == {"local"}
+
+
+@pytest.mark.parametrize("name", ["PUSH_AUDIENCE", "EVENTARC_AUDIENCE", "TICK_AUDIENCE"])
+def test_audience_lists_are_split_and_a_missing_comma_fails_at_start(name, monkeypatch):
+    monkeypatch.setenv(name, "https://svc.example/a, https://svc.example/b,")
+    assert getattr(load_settings(), name) == ("https://svc.example/a", "https://svc.example/b")
+    monkeypatch.setenv(name, " , ")
+    assert getattr(load_settings(), name) is None  # blank: unset
+    monkeypatch.setenv(name, "https://svc.example/a https://svc.example/b")
+    with pytest.raises(ValidationError, match=f"{name} takes comma-separated audiences") as refused:
+        load_settings()
+    assert "(got 'https://svc.example/a https://svc.example/b'" in str(refused.value)
+
+
+def test_audiences_from_settings_are_what_the_oidc_gate_accepts():
+    from orchestrator.api.oidc import audiences
+
+    settings = load_settings(PUSH_AUDIENCE="https://a/push,https://b/push")
+    assert audiences(settings.PUSH_AUDIENCE) == ["https://a/push", "https://b/push"]
+    assert audiences(load_settings().EVENTARC_AUDIENCE) == []
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("GPU_TYPES_AVAILABLE", "nvidia-l4, quantum", "GPU_TYPES_AVAILABLE must list some of"),
+    ("GPU_TYPES_AVAILABLE", " , ", "GPU_TYPES_AVAILABLE must list some of"),
+    ("LAXAI_DATA_ROOTS", "team-a=relative/dir", "LAXAI_DATA_ROOTS roots must be absolute"),
+    ("DATASET_BUCKETS", "team-a=s3://x/", "DATASET_BUCKETS prefixes must look like gs://"),
+])
+def test_every_other_list_setting_fails_at_start_naming_the_variable(name, value, words, monkeypatch):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=words) as refused:
+        load_settings()
+    assert name in str(refused.value)
+
+
+def test_gpu_types_available_is_a_parsed_tuple(monkeypatch):
+    monkeypatch.setenv("GPU_TYPES_AVAILABLE", " NVIDIA-L4 ,cpu,")
+    assert load_settings().GPU_TYPES_AVAILABLE == ("nvidia-l4", "cpu")
+
+
+def test_laxai_serve_with_malformed_api_tokens_exits_naming_the_variable_and_not_the_token(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LAXAI_HOME=str(tmp_path), LAXAI_API_TOKENS=f"ok-token-1:team-a,{SECRET_TOKEN}")
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "serve", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "LAXAI_API_TOKENS" in output and "entry 2 is not token:tenant" in output
+    assert SECRET_TOKEN not in output and "ok-token-1" not in output and "Traceback" not in output

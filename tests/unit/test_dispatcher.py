@@ -20,7 +20,7 @@ from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import worker_started
 from orchestrator.launchers.base import Launcher, LaunchError
 from orchestrator.service import JobService
-from orchestrator.stores.base import STAMP_SLACK
+from orchestrator.stores.write_budget import STAMP_SLACK
 from tests.support import write_times
 
 

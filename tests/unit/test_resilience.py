@@ -28,8 +28,8 @@ from orchestrator.domain.job import EndReason, Origin
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 from orchestrator.launchers.base import Launcher
-from orchestrator.local_service import BackgroundService
-from orchestrator.server import StartupError, check_launcher, create_runtime
+from orchestrator.serve import ServiceThread
+from orchestrator.serve import StartupError, check_launcher, create_runtime
 from orchestrator.service import JobService
 
 LAXAI = str(Path(sys.executable).with_name("laxai"))
@@ -253,7 +253,7 @@ def test_a_gpu_type_this_deployment_cannot_run_is_refused_with_422_listing_what_
                                                                                     available):
     import httpx
 
-    with BackgroundService(settings_for(tmp_path, **values), dispatch=False) as svc:
+    with ServiceThread(settings_for(tmp_path, **values), dispatch=False) as svc:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         refused = httpx.post(f"{svc.url}/orchestrate", json={"gpu_type": asked}, headers=headers)
         assert refused.status_code == 422, refused.text

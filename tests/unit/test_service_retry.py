@@ -8,23 +8,33 @@ from orchestrator.backends import open_backend
 from orchestrator.config import load_settings
 from orchestrator.domain.job import Origin
 from orchestrator.domain.spec import JobSpec
-from orchestrator.domain.transitions import set_notify
 from orchestrator.service import JobService
+
+from bot.ledger import Ledger
+from bot.threads.base import SlackThread
+from bot.threads.sqlite import SqliteSlackThreads
 
 CARD_TS = "1795971829.000001"
 
 
 @pytest.fixture
 def service(tmp_path):
-    backend = open_backend(load_settings(LAXAI_HOME=tmp_path))
-    yield JobService(backend)
+    settings = load_settings(LAXAI_HOME=tmp_path)
+    backend = open_backend(settings)
+    service = JobService(backend)
+    # The Slack extension's hook (bot/extension.py): the card's ts comes from the slack_threads record.
+    service.slack_threads = SqliteSlackThreads(settings.db_path)
+    ledger = Ledger(service.slack_threads, "test")
+    service.give_retries_threads("slack", lambda original: ledger.read(original).card_ts)
+    yield service
+    service.slack_threads.close()
     backend.close()
 
 
 def finished_slack_job(service: JobService, card_ts: str | None) -> str:
     job, _ = service.submit(JobSpec(tenant_id="T1"), Origin(source="slack", user="U1", team="T1", channel="C1"))
     if card_ts is not None:
-        service.store.update(job.task_id, lambda j: set_notify(j, {"card_ts": card_ts}), kind="notify")
+        service.slack_threads.update(job.task_id, lambda r: SlackThread(r.task_id, card_ts=card_ts))
     service.cancel("T1", job.task_id, by="U1")  # a queued job: cancelled at once
     assert service.store.get(job.task_id).status.is_terminal()
     return job.task_id

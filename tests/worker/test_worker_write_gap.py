@@ -16,9 +16,10 @@ from orchestrator.domain.job import EndReason, Progress, utcnow
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import heartbeat, requeue, worker_started
 from tests.support import write_times
+from worker.closing import still_ours
 from worker.gate import GatedStore, WriteGate
+from worker.prepare import Context
 from worker.reporter import Heartbeat, ProgressReporter
-from worker.runner import AttemptRunner
 from worker.stop import StopFlags, StopReason
 
 GAP = 0.25
@@ -106,16 +107,16 @@ def test_gated_writes_from_many_threads_run_one_at_a_time(harness):
 # -- the lease confirmation before the final uploads -------------------------------------------
 
 
-def runner_for(harness, task_id: str) -> AttemptRunner:
+def runner_for(harness, task_id: str) -> Context:
     settings = harness.settings.model_copy(update={"LEASE_SECONDS": 60})
-    return AttemptRunner(settings, harness.backend, task_id, 1, StopFlags(), time.monotonic())
+    return Context.open(settings, harness.backend, task_id, 1, StopFlags(), time.monotonic())
 
 
 def test_a_lease_with_more_than_half_left_is_confirmed_by_a_read(harness):
     task_id = started_job(harness, lease_seconds=60)
     runner = runner_for(harness, task_id)
     cursor = harness.store.last_cursor()
-    assert runner._still_ours()
+    assert still_ours(runner)
     assert harness.events(task_id, cursor) == []  # no write
 
 
@@ -124,7 +125,7 @@ def test_a_lease_with_half_or_less_left_is_confirmed_by_a_fenced_write(harness):
     harness.store.update(task_id, lambda j: heartbeat(j, 1, utcnow() - timedelta(seconds=35), 60), kind="heartbeat")
     runner = runner_for(harness, task_id)
     cursor = harness.store.last_cursor()
-    assert runner._still_ours()
+    assert still_ours(runner)
     (event,) = harness.events(task_id, cursor)
     assert event.kind == "heartbeat" and event.job.lease.expires_at > utcnow() + timedelta(seconds=55)
 
@@ -137,7 +138,7 @@ def test_a_taken_over_attempt_is_not_confirmed(harness):
     assert harness.claim(task_id) == 2
     runner = runner_for(harness, task_id)
     cursor = harness.store.last_cursor()
-    assert not runner._still_ours()
+    assert not still_ours(runner)
     assert runner.flags.lost and runner.flags.is_set(StopReason.LOST)
     assert harness.events(task_id, cursor) == []
 

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from orchestrator import cli_views
-from orchestrator.client import ClientError, LaxaiClient
+from orchestrator.cli import views as cli_views
+from orchestrator.cli.client import ClientError, LaxaiClient
 from orchestrator.config import Settings, load_settings, local_token
 
 app = typer.Typer(help="LaxAI Train: YOLO training jobs on your laptop or Google Cloud.", no_args_is_help=True,
@@ -67,9 +67,9 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on")] = "1
     """Run the REST API, the dispatcher and the Slack bot (when configured)."""
     from rich.markup import escape
 
-    from orchestrator.local_service import build_server
+    from orchestrator.serve import build_server
     from orchestrator.logs import configure_logging
-    from orchestrator.server import StartupError
+    from orchestrator.serve import StartupError
 
     if backend:
         os.environ["LAXAI_BACKEND"] = backend
@@ -84,7 +84,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on")] = "1
     runtime = server.config.app.state.runtime
     console.print(f"LaxAI Train on http://{host}:{port}  backend={settings.LAXAI_BACKEND}  "
                   f"state={settings.home if settings.LAXAI_BACKEND == 'local' else settings.GOOGLE_CLOUD_PROJECT}")
-    console.print(f"extensions: {', '.join(runtime.extras.get('extensions') or []) or 'none'}")
+    console.print(f"extensions: {', '.join(runtime.extensions) or 'none'}")
     if settings.LAXAI_API_TOKENS is None:
         console.print(f"local API token (also in {settings.home / 'api-token'}): {local_token(settings.home)}")
     server.run()
@@ -210,7 +210,7 @@ def demo(epochs: Annotated[int, typer.Option(help="epochs to train")] = 3,
          arch: Annotated[str, typer.Option(help="architecture")] = "yolov8n",
          dataset: Annotated[str, typer.Option(help="dataset")] = "synthetic:32") -> None:
     """Start the local service, train a small synthetic job end to end, and summarise it."""
-    from orchestrator.local_service import BackgroundService
+    from orchestrator.serve import ServiceThread
     from orchestrator.logs import configure_logging
 
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -220,7 +220,7 @@ def demo(epochs: Annotated[int, typer.Option(help="epochs to train")] = 3,
         raise typer.Exit(2)
     configure_logging("WARNING")
     console.print(f"[bold]LaxAI Train demo[/bold]: local service, state in {settings.home}")
-    with BackgroundService(settings) as service:
+    with ServiceThread(settings) as service:
         client = LaxaiClient(service.url, next(iter(settings.api_tokens)))
         body = _spec_body(epochs, 16, None, arch, imgsz, dataset, None, "demo", ["demo"], None, None)
         submitted = _call(client.submit, body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from rich import box
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
+from orchestrator.domain import durations
 from orchestrator.domain.cost import format_usd
 
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -28,13 +30,7 @@ def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+duration = partial(durations.duration, unknown="-", compact=True)  # the tables' short form
 
 
 def cost_line(cost: dict[str, Any]) -> str:

@@ -83,18 +83,11 @@ def make_launcher(settings: Settings) -> Launcher:
 def open_backend(settings: Settings, launcher: Launcher | None = None) -> Backend:
     """Open the configured backend's parts."""
     if settings.LAXAI_BACKEND == "gcp":
-        from orchestrator.gcp import open_gcp_parts
+        from orchestrator.backends.gcp import open_gcp_parts
 
         store, queue, artifacts, registry = open_gcp_parts(settings)
     else:
-        from orchestrator.artifacts.local import LocalArtifactStore
-        from orchestrator.queues.local import LocalJobQueue
-        from orchestrator.registry.sqlite import SqliteModelRegistry
-        from orchestrator.stores.sqlite import SqliteJobStore
+        from orchestrator.backends.local import open_local_parts
 
-        settings.home.mkdir(parents=True, exist_ok=True)
-        store = SqliteJobStore(settings.db_path, write_gap=settings.write_gap, timeout=settings.STORE_TIMEOUT)
-        queue = LocalJobQueue(settings.db_path)
-        artifacts = LocalArtifactStore(settings.home / "artifacts")
-        registry = SqliteModelRegistry(settings.db_path)
+        store, queue, artifacts, registry = open_local_parts(settings)
     return Backend(settings, store, queue, artifacts, registry, launcher)

@@ -1,4 +1,8 @@
-"""Compose a running service: backend, job service, dispatcher, REST app and extensions.
+"""The service process: compose a Runtime (backend, job service, dispatcher, extensions) and serve it.
+
+``create_runtime`` assembles the parts; ``build_server`` wraps them in the REST app
+and a uvicorn server (``laxai serve`` runs it in the foreground); ``ServiceThread``
+runs the same server on a thread (``laxai demo``, tests).
 
 ``LAXAI_DISPATCH`` picks how the dispatcher hears of new work: ``pull`` (its loop
 pulls the queue) or ``push`` (Pub/Sub pushes to ``/pubsub/push``, which runs a
@@ -10,7 +14,13 @@ capacity). ``LAXAI_CHANGE_FEED`` picks where change listeners' events come from
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
 
+import uvicorn
+
+from orchestrator.api.app import create_app
 from orchestrator.backends import launcher_kind, open_backend
 from orchestrator.config import Settings
 from orchestrator.dispatcher import Dispatcher
@@ -30,7 +40,7 @@ def check_launcher(settings: Settings) -> None:
     (it would accept jobs that then wait for ever), naming what is missing and the alternative."""
     if launcher_kind(settings) != "cloudrun":
         return
-    from orchestrator.gcp import cloud_run_missing
+    from orchestrator.backends.gcp import cloud_run_missing
 
     missing = cloud_run_missing(settings)
     if missing:
@@ -48,14 +58,14 @@ def create_runtime(settings: Settings, launcher: Launcher | None = None, dispatc
     if dispatch and launcher is None:
         check_launcher(settings)
     backend = open_backend(settings, launcher)
-    runtime = Runtime(settings=settings, backend=backend, service=JobService(backend))
+    runtime = Runtime(settings=settings, backend=backend, jobs=JobService(backend))
     # Services stop in reverse order, so the backend, registered first, closes last,
     # just after the change feed that reads it.
     runtime.add_service("backend", lambda: None, backend.close)
     runtime.add_service("change-feed", lambda: None, runtime.close_feed)
     if dispatch:
         dispatcher = Dispatcher(backend, pull=settings.LAXAI_DISPATCH == "pull")
-        runtime.extras["dispatcher"] = dispatcher
+        runtime.dispatcher = dispatcher
         runtime.loops.append(dispatcher.health)
         runtime.add_service("dispatcher", dispatcher.start, dispatcher.stop)
         _add_worker_limits(runtime)
@@ -90,3 +100,51 @@ def _warn_unreachable(settings: Settings) -> None:
         if getattr(settings, name) == value and not (getattr(settings, audience) and settings.PUSH_SERVICE_ACCOUNT):
             log.warning("%s, but %s or PUSH_SERVICE_ACCOUNT is unset: %s will refuse every call "
                         "(LAXAI_PUSH_AUTH=none accepts unsigned calls on local runs)", mode, audience, endpoint)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def build_server(settings: Settings, host: str, port: int, socket_mode: bool = False,
+                 log_level: str = "warning", dispatch: bool = True) -> uvicorn.Server:
+    """The REST app over a new Runtime, in a uvicorn server (not started)."""
+    runtime = create_runtime(settings, dispatch=dispatch)
+    runtime.socket_mode = socket_mode
+    app = create_app(runtime)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+class ServiceThread:
+    """The service on a thread, for `laxai demo` and tests (stops when the block ends)."""
+
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int | None = None, dispatch: bool = True):
+        self.host = host
+        self.port = port or free_port(host)
+        self.server = build_server(settings, self.host, self.port, dispatch=dispatch)
+        self.thread = threading.Thread(target=self.server.run, name="laxai-service", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> ServiceThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the local service did not start on {self.url}")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.server.config.app.state.runtime
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)

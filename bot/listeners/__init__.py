@@ -1,0 +1,29 @@
+"""The Bolt listeners: the /train command, the card's buttons and the form's submission.
+
+Each listener follows bolt-python's shape: it validates, calls JobService (store +
+queue) and acks, inside Slack's 3 seconds; cards and threads are the notifier's job.
+Who is calling comes from Bolt's ``context`` (``caller.caller_of``); who may see and
+do what is ``bot.access``. ``register`` wires them into an App.
+"""
+
+from __future__ import annotations
+
+import re
+
+from slack_bolt import App
+
+from bot import blocks, modal
+from bot.listeners.buttons import Buttons
+from bot.listeners.form import FormSubmission
+from bot.listeners.parts import FrontEndParts
+from bot.listeners.slash import SlashCommand
+
+
+def register(app: App, parts: FrontEndParts) -> None:
+    """Every listener of the Slack front end, as bound methods (Bolt skips ``self``)."""
+    command, buttons, form = SlashCommand(parts), Buttons(parts), FormSubmission(parts)
+    app.command(re.compile(r"^/"))(command.on_command)  # /train, or a renamed one
+    app.action(blocks.CANCEL_ACTION)(buttons.on_cancel)
+    app.action(blocks.RETRY_ACTION)(buttons.on_retry)
+    app.action(blocks.WANDB_ACTION)(buttons.on_link)
+    app.view(modal.CALLBACK_ID)(form.on_submit)

@@ -1,0 +1,47 @@
+"""What a job could have done next, and when: the candidates the notifier's loop picks from.
+
+Pure given the pacer's answers: a ``Work`` item per owed thing (a retry link, the
+first owed message in thread order, a card edit), each with the time it may go
+(the channel's post pace or the workspace's edit budget, a failure's back-off, the
+card's least interval between edits) and its rank (priority, then age).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot import plan
+from bot.notifier.state import Track
+from bot.pacer import Pacer
+
+
+@dataclass(frozen=True)
+class Work:
+    kind: str  # post | update | link
+    key: str
+    priority: int
+    since: float
+
+
+def candidates(track: Track, now: float, pacer: Pacer, card_interval: float) -> tuple[Track, list[tuple[float, Work]]]:
+    """(track with its waiting times noted, [(ready time, work)]) for what this job could do next."""
+    job = track.job
+    found: list[tuple[float, Work]] = []
+    if job.retry_of and not track.linked:
+        found.append((now, Work("link", "link", plan.LIFECYCLE, now)))
+    steps = track.due()
+    if steps:
+        step = steps[0]  # thread order: only the first owed message may go
+        track = track.ready(step.key, now)
+        failure = track.failures.get(step.key)
+        ready = max(pacer.post_ready_at(track.channel()), failure.next_at if failure else 0.0)
+        found.append((ready, Work("post", step.key, step.priority, track.ready_since[step.key])))
+    if track.card_ts() and not track.card_current():
+        track = track.dirty(now)
+        failure = track.failures.get("update")
+        ready = max(track.card.last_update_at + card_interval, pacer.update_ready_at(),
+                    failure.next_at if failure else 0.0)
+        # A finished job's last card edit matters as much as lifecycle news.
+        priority = plan.LIFECYCLE if job.status.is_terminal() else plan.UPDATE
+        found.append((ready, Work("update", "card", priority, float(track.card.dirty_since or now))))
+    return track, found

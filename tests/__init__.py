@@ -1,0 +1,1 @@
+"""The test suite, imported as a package (pyproject: pythonpath = ["."]), e.g. ``tests.slack.jobflow``."""
