@@ -57,6 +57,9 @@ class SlackSettings(BaseSettings):
     SLACK_POST_INTERVAL: float = Field(1.1, ge=0)  # seconds between posts in one channel (~1/s)
     SLACK_UPDATES_PER_MINUTE: float = Field(45, gt=0)  # chat.update is Tier 3 (~50/min per workspace)
     SLACK_CARD_MIN_INTERVAL: float = Field(3.0, ge=0)  # one card is edited at most this often
+    # Only the holder of this lease sends (bot/notifier/lease.py): several instances on one store share
+    # Slack's pace. A holder that dies is replaced after this long.
+    SLACK_NOTIFIER_LEASE_SECONDS: float = Field(15.0, ge=2, le=600)
     SLACK_FINAL_GIVE_UP: float = Field(1800, gt=0)  # keep retrying a final reply this long
     SLACK_REPLY_GIVE_UP: float = Field(600, gt=0)  # ... and other replies this long
     SLACK_HTTP_TIMEOUT: float = Field(10, gt=0)  # one Web API call

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from orchestrator.domain.job import Job
+from orchestrator.domain.job import EndReason, Job
 from orchestrator.domain.status import JobStatus
 
 from bot import blocks
@@ -84,7 +86,8 @@ def render(job: Job, key: str, best_map: float | None = None, default_gpu: str =
     if key == "card":
         return blocks.card(job, default_gpu)
     if key == "final":
-        return blocks.final(job)
+        message = blocks.final(job)
+        return with_stop_note(message, job) if job.status is JobStatus.CANCELLED else message
     if key == "started":
         return blocks.started(job)
     if key.startswith("resumed:"):
@@ -92,6 +95,41 @@ def render(job: Job, key: str, best_map: float | None = None, default_gpu: str =
     if key.startswith("milestone:"):
         return blocks.milestone(job, int(key.split(":", 1)[1]), best_map)
     raise ValueError(f"unknown message key {key!r}")
+
+
+def stop_note(job: Job, when: Callable[[datetime | None], str] | None = None) -> str:
+    """When a cancelled job's GPU stopped billing, for its final reply (13R): the time the dispatcher
+    saw the execution it stopped end, else the worker's own close, else that it is not confirmed.
+    ``when`` writes a time (default: Slack's date markup, ``plain_time`` for the fallback text)."""
+    when = when or slack_time
+    attempt = job.current_attempt
+    if attempt is None or attempt.started_at is None:
+        return "No GPU time was billed: it never started."
+    if attempt.stopped_at is not None:
+        return f"GPU stopped billing at {when(attempt.stopped_at)} (execution seen stopped)."
+    if attempt.end_reason is EndReason.CANCELLED:
+        return f"GPU stopped billing at {when(attempt.ended_at)} (the worker stopped itself)."
+    return (f"The worker stopped reporting; its execution is not confirmed stopped (billed until "
+            f"{when(attempt.ended_at)}; the stop is still being asked for).")
+
+
+def plain_time(at: datetime | None) -> str:
+    return f"{at:%H:%M:%S} UTC" if at is not None else "an unknown time"
+
+
+def slack_time(at: datetime | None) -> str:
+    """A time each reader sees in their own zone; UTC where Slack cannot render it."""
+    if at is None:
+        return plain_time(at)
+    return f"<!date^{int(at.timestamp())}^{{time_secs}}|{plain_time(at)}>"
+
+
+def with_stop_note(message: blocks.Message, job: Job) -> blocks.Message:
+    """The cancelled reply with its stop note added to the first section and to the fallback text."""
+    first, *rest = message.blocks
+    section = blocks.section(f"{first['text']['text']}\n{stop_note(job)}")
+    fallback = blocks.clip(f"{message.text} {stop_note(job, plain_time)}", blocks.FALLBACK_TEXT)
+    return replace(message, text=fallback, blocks=[section, *rest])
 
 
 def card_hash(job: Job, default_gpu: str) -> str:

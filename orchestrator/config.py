@@ -115,6 +115,11 @@ class Settings(DerivedSettings, BaseSettings):
     TASK_TIMEOUT_MARGIN: float = Field(120, ge=0)  # checkpoint and exit this long before TASK_TIMEOUT
     CANCEL_GRACE_SECONDS: float = Field(60, gt=0)  # then the launcher stops the execution hard
     CANCEL_POLL_SECONDS: float = Field(1.0, gt=0)  # how often a worker looks for a cancel request (a read)
+    # --- stopping an execution (13R: orchestrator/stopping.py) ---
+    # A stop call (Cloud Run CancelExecution) that fails is tried again after this many seconds, doubling
+    # after each failure up to STOP_RETRY_MAX_SECONDS, until it is accepted.
+    STOP_RETRY_SECONDS: float = Field(5.0, gt=0, le=3600)
+    STOP_RETRY_MAX_SECONDS: float = Field(300.0, gt=0, le=86400)
     PROGRESS_INTERVAL: float = Field(2.0, ge=0)  # at most one progress write per this many seconds
     DISPATCH_INTERVAL: float = Field(1.0, gt=0)
     # The write budget's gap (orchestrator/stores/write_budget.py); unset: see ``write_gap``.
@@ -296,6 +301,16 @@ class Settings(DerivedSettings, BaseSettings):
     @classmethod
     def _api_tokens(cls, value: object) -> object:
         return parse_api_tokens(value)
+
+    @field_validator("STOP_RETRY_MAX_SECONDS")
+    @classmethod
+    def _stop_retry_ceiling(cls, value: float, info: ValidationInfo) -> float:
+        # 13R: the backoff of a failing stop call doubles from STOP_RETRY_SECONDS up to this ceiling.
+        first = info.data.get("STOP_RETRY_SECONDS")
+        if first is not None and value < first:
+            raise ValueError(f"must be at least STOP_RETRY_SECONDS ({first:g}): the longest wait between "
+                             "two stop calls of one execution")
+        return value
 
     @field_validator("PUSH_AUDIENCE", "EVENTARC_AUDIENCE", "TICK_AUDIENCE", mode="before")
     @classmethod

@@ -4,7 +4,9 @@ One pass (``tick``) does, under a store lock so two service instances never
 dispatch at once:
 1. recover (orchestrator/recovery.py): a running job whose worker is gone goes back
    to the queue (or fails, ``out_of_memory``); a cancelling one whose worker ignored
-   the request past CANCEL_GRACE_SECONDS is stopped hard and marked cancelled;
+   the request past CANCEL_GRACE_SECONDS is stopped hard (a failed stop call is asked
+   again with backoff, orchestrator/stopping.py) and marked cancelled once its
+   execution is seen ended, or its lease expires;
 2. dispatch: queued jobs in fair-share order (``domain.fair_share``: round-robin
    across tenants, each tenant's own jobs by priority, then age), while fewer than
    MAX_CONCURRENT_JOBS run in all and fewer than MAX_JOBS_PER_TENANT per tenant.

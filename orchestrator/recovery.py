@@ -7,7 +7,10 @@ The first step of every dispatcher pass (orchestrator/dispatcher.py), under its 
 - but one the kernel killed over WORKER_MEMORY_LIMIT fails, ``out_of_memory``: it would
   run out again;
 - a cancelling one whose worker ignored the request past CANCEL_GRACE_SECONDS is stopped
-  hard and marked cancelled.
+  hard (orchestrator/stopping.py: a failed stop call is asked again with backoff) and
+  stays cancelling until its execution is seen ended (then cancelled, the attempt's
+  ``stopped_at`` saying when its GPU stopped billing) or its lease expires (then
+  cancelled, the stop still asked for until accepted).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from orchestrator.domain.cost import Rates
 from orchestrator.domain.job import EndReason, Job, JobError
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import finish, requeue
+from orchestrator.stopping import Stopper
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +46,11 @@ class Recovery:
         self.backend = backend
         self.settings = backend.settings
         self.store = backend.store
+        self.stopper = Stopper(backend.settings, lambda: backend.launcher)
 
     def recover(self, now: datetime) -> None:
         """One look at every job that holds a slot: requeue, fail or stop the lost ones."""
+        self.stopper.retry(now)
         for job in self.store.active():
             attempt = job.current_attempt
             if attempt is None or job.lease is None:
@@ -52,9 +58,9 @@ class Recovery:
             execution = attempt.execution
             exit_code = self.backend.launcher.exited(execution) if execution else None
             expired = job.lease.expires_at < now
-            if job.status is JobStatus.CANCELLING and job.cancel and \
+            if job.status is JobStatus.CANCELLING and job.cancel and not expired and \
                     job.cancel.at + timedelta(seconds=self.settings.CANCEL_GRACE_SECONDS) < now:
-                self._force_cancel(job, now)
+                self._force_cancel(job, now, exit_code)
                 continue
             if not expired and exit_code is None:
                 continue
@@ -69,13 +75,18 @@ class Recovery:
             else:
                 detail = f"no heartbeat since {job.lease.heartbeat_at or attempt.claimed_at:%H:%M:%S} UTC"
             if execution and exit_code is None:
-                self._stop_quietly(execution)
+                # Not seen ended: ask it to stop (again later if the call fails, whatever the job does next).
+                self.stopper.stop(execution, now)
+                detail += self._unconfirmed(execution)
+            elif execution:
+                self.stopper.forget(execution)
             rates, estimate = attempt_rates(self.settings, job)
             number = attempt.number
+            stopped_at = now if exit_code is not None else None
             changed = self.store.update(
                 job.task_id,
                 lambda j: requeue(j, number, EndReason.LEASE_EXPIRED, now, rates, self.settings.MAX_RECOVERIES,
-                                  estimate, detail=detail),
+                                  estimate, detail=detail, stopped_at=stopped_at),
                 kind="recovered",
             )
             if changed is not None:
@@ -95,21 +106,32 @@ class Recovery:
         if changed is not None:
             log.warning("job %s attempt %d: %s", job.task_id, number, detail)
 
-    def _force_cancel(self, job: Job, now: datetime) -> None:
+    def _force_cancel(self, job: Job, now: datetime, exit_code: int | None) -> None:
+        """Past the cancel grace, within the lease: stop the execution, and end the job once it is seen
+        ended. Until then the job stays cancelling (a failed stop call is asked again on a later pass)."""
         attempt = job.current_attempt
-        if attempt.execution:
-            self._stop_quietly(attempt.execution)
+        execution = attempt.execution
+        if execution and exit_code is None and self.stopper.stop(execution, now):
+            exit_code = self.backend.launcher.exited(execution)  # a launcher that stops at once says so now
+        if execution and exit_code is None:
+            return  # still running, as far as anyone knows: it may be billing, so the job is not over
+        if execution:
+            self.stopper.forget(execution)
         rates, estimate = attempt_rates(self.settings, job)
-        self.store.update(
+        changed = self.store.update(
             job.task_id,
             lambda j: finish(j, attempt.number, EndReason.CANCELLED, now, rates, estimate,
-                             detail=f"stopped after {self.settings.CANCEL_GRACE_SECONDS:.0f} s cancel grace"),
+                             detail=f"stopped after {self.settings.CANCEL_GRACE_SECONDS:.0f} s cancel grace",
+                             stopped_at=now if execution else None),
             kind="status:cancelled",
         )
+        if changed is not None:
+            log.info("job %s cancelled; execution %s seen stopped at %s", job.task_id, execution, now)
 
-    def _stop_quietly(self, execution: str) -> None:
-        """Stop an execution, best effort."""
-        try:
-            self.backend.launcher.stop(execution)
-        except Exception:  # noqa: BLE001 - best effort; the fencing token blocks a zombie's writes
-            log.warning("could not stop execution %s", execution, exc_info=True)
+    def _unconfirmed(self, execution: str) -> str:
+        """Words for an attempt closed while its execution's stop calls fail (none when they don't)."""
+        failing = self.stopper.failing(execution)
+        if failing is None:
+            return ""
+        return (f"; its execution could not be stopped yet ({failing.failures} failed stop calls, "
+                f"last: {failing.error}); still trying")

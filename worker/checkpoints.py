@@ -6,6 +6,13 @@ improved). ``CheckpointUploader`` copies each to a private staging file at once
 could send half a file) and uploads it to the artifact store on its own thread,
 so another execution, possibly on another machine, can resume from it.
 
+Zombie fencing: every upload names this attempt, and the artifact store refuses it once a later
+attempt owns the file (``artifacts.base``: check and replace are one atomic step on the file).
+The uploader claims ``last.pt`` and ``best.pt`` for its attempt when it starts, which is after
+the attempt's fenced start write, so an execution whose lease was taken can no longer replace
+the new attempt's checkpoints from that moment on. A refused upload means the attempt is no
+longer ours: the worker raises its ``lost`` flag and stops without writing.
+
 Every checkpoint the worker loads (its own last.pt to resume, a user's starting weights, a
 registry or task reference) goes through Ultralytics' restricted loader
 (``torch.load(weights_only=True)`` with an allow-list of model classes, see ``load_safely``):
@@ -24,9 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.artifacts.base import ArtifactStore
+from orchestrator.artifacts.base import ArtifactStore, Superseded
 from orchestrator.trust import checks, roots, weights
-from worker.stop import StopFlags
+from worker.stop import StopFlags, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +195,9 @@ class _Pending:
 class CheckpointUploader:
     """Uploads the newest checkpoint of each name in the background; older pending ones are dropped."""
 
-    def __init__(self, artifacts: ArtifactStore, task_id: str, staging: Path, flags: StopFlags):
+    def __init__(self, artifacts: ArtifactStore, task_id: str, staging: Path, flags: StopFlags, attempt: int):
         self.artifacts, self.task_id, self.staging, self.flags = artifacts, task_id, staging, flags
+        self.attempt = attempt  # the fencing token every upload carries
         self.uploaded: dict[str, Uploaded] = {}
         self._pending: dict[str, _Pending] = {}
         self._staged: dict[str, Path] = {}  # the newest staged file of each name
@@ -201,8 +209,20 @@ class CheckpointUploader:
         self._thread = threading.Thread(target=self._run, name="checkpoint-upload", daemon=True)
 
     def start(self) -> None:
+        """Claim the job's checkpoints for this attempt (call after the fenced start write), then upload."""
         self.staging.mkdir(parents=True, exist_ok=True)
+        for name in (LAST, BEST):
+            try:
+                self.artifacts.claim(self.task_id, name, self.attempt)
+            except Superseded as exc:
+                self._superseded(exc)
+            except Exception as exc:  # noqa: BLE001 - each upload is fenced anyway; the claim only starts it earlier
+                log.warning("claim of %s failed (%s: %s); uploads stay fenced", name, type(exc).__name__, exc)
         self._thread.start()
+
+    def _superseded(self, exc: Superseded) -> None:
+        log.error("checkpoint refused: %s; this attempt is no longer current, stopping without writing", exc)
+        self.flags.set(StopReason.LOST, f"artifact store: a later attempt ({exc.owner}) owns the checkpoints")
 
     def submit(self, name: str, source: Path, epochs_done: int, saved_at: float | None = None,
                same_as: str | None = None) -> None:
@@ -228,16 +248,20 @@ class CheckpointUploader:
             older.staged.unlink(missing_ok=True)
 
     def upload_now(self, name: str, source: Path, epochs_done: int, attempts: int = 3) -> str:
-        """Upload synchronously (final checkpoints); raises after ``attempts`` failures."""
-        for attempt in range(1, attempts + 1):
+        """Upload synchronously (final checkpoints); raises after ``attempts`` failures. When a later
+        attempt owns the file nothing is uploaded: ``flags.lost`` is set and "" returned."""
+        for tried in range(1, attempts + 1):
             try:
-                uri = self.artifacts.upload(self.task_id, name, source)
+                uri = self.artifacts.upload(self.task_id, name, source, attempt=self.attempt)
                 break
+            except Superseded as exc:
+                self._superseded(exc)
+                return ""
             except Exception:
-                if attempt == attempts:
+                if tried == attempts:
                     raise
-                log.warning("upload of %s failed (attempt %d/%d); retrying", name, attempt, attempts, exc_info=True)
-                time.sleep(attempt)
+                log.warning("upload of %s failed (try %d/%d); retrying", name, tried, attempts, exc_info=True)
+                time.sleep(tried)
         self.uploaded[name] = Uploaded(uri, time.monotonic(), epochs_done)
         return uri
 
@@ -285,7 +309,11 @@ class CheckpointUploader:
             item.staged.unlink(missing_ok=True)
             return
         try:
-            uri = self.artifacts.upload(self.task_id, name, item.staged)
+            uri = self.artifacts.upload(self.task_id, name, item.staged, attempt=self.attempt)
+        except Superseded as exc:
+            item.staged.unlink(missing_ok=True)
+            self._superseded(exc)
+            return
         except Exception as exc:  # noqa: BLE001 - keep training; retry with this or a newer checkpoint
             log.warning("upload of %s failed (%s: %s); retrying in %.0f s", name, type(exc).__name__, exc,
                         RETRY_SECONDS)

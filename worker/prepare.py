@@ -161,7 +161,8 @@ class Background:
         return cls(
             Heartbeat(ctx.store, ctx.task_id, ctx.number, s.LEASE_SECONDS, ctx.flags, cancel_poll=s.CANCEL_POLL_SECONDS),
             ProgressReporter(ctx.store, ctx.task_id, ctx.number, s.PROGRESS_INTERVAL, ctx.flags, cost=pricing.cost),
-            CheckpointUploader(ctx.backend.artifacts, ctx.task_id, ctx.run_dir / f".staging-{ctx.number}", ctx.flags),
+            CheckpointUploader(ctx.backend.artifacts, ctx.task_id, ctx.run_dir / f".staging-{ctx.number}", ctx.flags,
+                               ctx.number),
         )
 
     def start(self) -> None:

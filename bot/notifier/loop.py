@@ -15,9 +15,11 @@ bot/threads/), never in the job document: the notifier writes no job.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -31,6 +33,7 @@ from orchestrator.stores.base import ChangeEvent, StoreError, Watch
 from bot import plan
 from bot.config import SlackSettings
 from bot.ledger import Ledger
+from bot.notifier.lease import NotifierLease
 from bot.notifier.poster import SlackPoster
 from bot.notifier.state import Track
 from bot.notifier.steps import Steps
@@ -44,6 +47,8 @@ RESCAN_SECONDS = 300.0  # a safety net for missed change events
 SCAN_TERMINAL = 200  # recently finished jobs looked at on start-up
 SCAN_MAX_AGE = 24 * 3600.0  # finished longer ago than this: not worth a late reply
 DONE_KEPT = 10_000  # finished jobs remembered as needing nothing
+PICK_SETTLE_SECONDS = 0.05  # after a change wakes the idle loop, wait this long for others before picking,
+SETTLE_ABOVE_TRACKS = 200  # when it follows more jobs than this
 
 
 class Notifier:
@@ -57,12 +62,15 @@ class Notifier:
         self.default_gpu = runtime.settings.GPU_TYPE
         self.settings = settings
         self.clock = clock
-        self.owner = owner or socket.gethostname()
+        # Unique per process: two instances on one host must not read each other's claims as their own.
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.threads = threads or open_threads(runtime)
         self.ledger = Ledger(self.threads, self.owner)
         self.pacer = Pacer(settings.SLACK_POST_INTERVAL, settings.SLACK_UPDATES_PER_MINUTE, clock=clock)
         self.poster = SlackPoster(client, self.pacer)
         self.steps = Steps(self.ledger, self.poster, settings, self.default_gpu, clock, self._amend)
+        self.lease = NotifierLease(self.store, self.owner, settings.SLACK_NOTIFIER_LEASE_SECONDS, clock)
+        self._sending = False  # holds the lease (as last asked): only then are jobs followed and sent
         self._tracks: dict[str, Track] = {}
         # Jobs found to need nothing, by the version seen: a rescan needn't read their records again.
         self._done: dict[str, int] = {}
@@ -84,9 +92,9 @@ class Notifier:
         if self._thread is not None:
             return
         self._stop.clear()
-        # Subscribe first, then scan: a change between the two is seen at least once.
+        # Subscribe first, then scan (once the lease is held): a change between the two is seen at least once.
         self._watch = self.runtime.on_change(self._on_event)
-        self.scan()
+        self._follow_lease()
         self._thread = threading.Thread(target=self._run, name="slack-notifier", daemon=True)
         self._thread.start()
         log.info("Slack notifier started (owner %s)", self.owner)
@@ -101,6 +109,20 @@ class Notifier:
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
+        self.lease.release()
+        self._sending = False
+
+    def _follow_lease(self) -> bool:
+        """Ask the lease (bot/notifier/lease.py); on taking it, scan; on losing it, drop the tracks."""
+        held, taken = self.lease.held()
+        if taken:
+            self._sending = True
+            self.scan()
+        elif not held and self._sending:
+            self._sending = False
+            with self._cond:
+                self._tracks.clear()  # the holder owns them now; on taking the lease back, a scan
+        return held
 
     def reconcile(self, job: Job | str) -> None:
         """Bring one job's thread up to date (for push triggers). Returns at once."""
@@ -151,7 +173,7 @@ class Notifier:
             return track is not None and track.job.version >= job.version
 
     def _observe(self, job: Job) -> None:
-        if job.origin.source != "slack" or not job.origin.channel:
+        if job.origin.source != "slack" or not job.origin.channel or not self._sending:
             return
         if self._amend(job.task_id, lambda t: t.seen(job, None, self.default_gpu)
                        if job.version >= t.job.version else t) is not None:
@@ -210,14 +232,24 @@ class Notifier:
         return best[1], best[2], 0.0
 
     def _run(self) -> None:
+        nudged = False
         while not self._stop.is_set():
+            if nudged and len(self._tracks) > SETTLE_ABOVE_TRACKS:
+                # A pick looks at every live track: with many, let a burst of changes (fifty /train at
+                # once) land first, so the loop picks a few times a burst, not once per change (the
+                # acks share the GIL). With few, a pick is cheap and the first card goes at once.
+                self._stop.wait(PICK_SETTLE_SECONDS)
+            nudged = False
+            if not self._follow_lease():
+                self._stop.wait(min(5.0, self.lease.ttl / 4))
+                continue
             if self.clock() - self._last_scan > RESCAN_SECONDS:
                 self.scan()
             with self._cond:
                 track, work, wait = self._pick()
                 if work is None or track is None:
                     self._busy = False
-                    self._cond.wait(timeout=min(wait, 5.0))
+                    nudged = self._cond.wait(timeout=min(wait, 5.0))
                     continue
                 self._busy = True
             try:

@@ -82,9 +82,14 @@ class SlackPoster:
             outcome = classify(exc)
             if outcome.kind == "rate_limited":
                 self.pacer.post_limited(channel, outcome.wait)
+            else:
+                self.pacer.posted(channel)  # Slack meters requests, failed ones too: keep the channel's pace
             return outcome
         except Exception as exc:  # noqa: BLE001 - network trouble
-            return Outcome("not_sent" if _refused(exc) else "maybe_sent", error=str(exc))
+            if _refused(exc):
+                return Outcome("not_sent", error=str(exc))
+            self.pacer.posted(channel)  # it may have reached Slack (and posted): it counts
+            return Outcome("maybe_sent", error=str(exc))
         self.pacer.posted(channel)
         return Outcome("posted", ts=str(response.get("ts")))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -94,9 +95,15 @@ class Track:
         return self.thread.thread_ts or self.job.origin.thread_ts or self.card_ts()
 
     def due(self) -> list[plan.Step]:
+        return list(self._owed)
+
+    # A track never changes, so what it owes is worked out once: the loop asks every track on
+    # every pick, and a thousand queued jobs would otherwise cost a plan each time.
+    @cached_property
+    def _owed(self) -> tuple[plan.Step, ...]:
         if "card" in self.skipped:
-            return []
-        return [s for s in plan.due(self.job) if s.key not in self.local_posted and s.key not in self.skipped]
+            return ()
+        return tuple(s for s in plan.due(self.job) if s.key not in self.local_posted and s.key not in self.skipped)
 
     def card_current(self) -> bool:
         """Slack shows the card as it would render now (or it's final and stored as such)."""
@@ -106,7 +113,11 @@ class Track:
 
     def finished(self) -> bool:
         """Nothing owed now; for a finished job that means nothing ever (the track may go)."""
-        if self.due() or (self.job.retry_of and not self.linked):
+        return self._finished
+
+    @cached_property
+    def _finished(self) -> bool:
+        if self._owed or (self.job.retry_of and not self.linked):
             return False
         if not self.card_ts():
             return True  # card given up: nothing can be shown

@@ -92,6 +92,9 @@ class Attempt(Record):
     end_epoch: int | None = None
     device: str | None = None  # what it trained on, e.g. "cpu" or "cuda:0 NVIDIA L4"
     lost_seconds: float | None = None  # training time since the last checkpoint, lost on interruption
+    # When the dispatcher saw the execution ended, having stopped it or found it exited (13R): its GPU
+    # bills no more. None when the worker closed the attempt itself, or the end was never seen.
+    stopped_at: datetime | None = None
 
     @property
     def billed_seconds(self) -> float:

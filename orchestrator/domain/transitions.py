@@ -160,7 +160,7 @@ def request_cancel(job: Job, by: str, now: datetime) -> Job | None:
 
 
 def _close_attempt(job: Job, reason: EndReason, now: datetime, detail: str | None,
-                   end_epoch: int | None, lost_seconds: float | None) -> Attempt:
+                   end_epoch: int | None, lost_seconds: float | None, stopped_at: datetime | None = None) -> Attempt:
     return job.current_attempt.model_copy(
         update={
             "ended_at": now,
@@ -168,6 +168,7 @@ def _close_attempt(job: Job, reason: EndReason, now: datetime, detail: str | Non
             "detail": detail,
             "end_epoch": end_epoch if end_epoch is not None else job.progress.epoch,
             "lost_seconds": lost_seconds,
+            "stopped_at": stopped_at,
         }
     )
 
@@ -175,14 +176,16 @@ def _close_attempt(job: Job, reason: EndReason, now: datetime, detail: str | Non
 def finish(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rates,
            estimate: Rates | None = None, *, error: JobError | None = None,
            metrics: dict[str, float] | None = None, artifacts: dict[str, Any] | None = None,
-           progress: Progress | None = None, detail: str | None = None) -> Job | None:
-    """End the job for good: completed, failed (error or timeout) or cancelled."""
+           progress: Progress | None = None, detail: str | None = None,
+           stopped_at: datetime | None = None) -> Job | None:
+    """End the job for good: completed, failed (error or timeout) or cancelled. ``stopped_at``: when the
+    dispatcher saw the execution it stopped hard end (the attempt records it)."""
     target = OUTCOME_STATUS[reason]
     if not _owns(job, attempt):
         return None
     if target is JobStatus.CANCELLED and job.status is JobStatus.RUNNING:
         return None  # cancel must go through CANCELLING, so we know who asked
-    closed = _close_attempt(job, reason, now, detail, progress.epoch if progress else None, None)
+    closed = _close_attempt(job, reason, now, detail, progress.epoch if progress else None, None, stopped_at)
     attempts = _replace_attempt(job, closed)
     update: dict[str, Any] = {
         "attempts": attempts,
@@ -212,8 +215,10 @@ def launch_failures(attempts: list[Attempt]) -> int:
 def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rates,
             max_recoveries: int, estimate: Rates | None = None, *, detail: str | None = None,
             lost_seconds: float | None = None, end_epoch: int | None = None,
-            artifacts: dict[str, Any] | None = None, max_launch_attempts: int | None = None) -> Job | None:
-    """End the current attempt so the job runs again from its checkpoint.
+            artifacts: dict[str, Any] | None = None, max_launch_attempts: int | None = None,
+            stopped_at: datetime | None = None) -> Job | None:
+    """End the current attempt so the job runs again from its checkpoint (``stopped_at``: when the
+    dispatcher saw its execution end, if it did).
 
     A cancelling job whose worker is gone becomes cancelled instead, a job that lost
     more executions than MAX_RECOVERIES fails with a reason that says so, and so does
@@ -221,7 +226,7 @@ def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rat
     """
     if not reason.resumes or not _owns(job, attempt):
         return None
-    closed = _close_attempt(job, reason, now, detail, end_epoch, lost_seconds)
+    closed = _close_attempt(job, reason, now, detail, end_epoch, lost_seconds, stopped_at)
     attempts = _replace_attempt(job, closed)
     cost = cost_of(job, rates, estimate, attempts)
     base: dict[str, Any] = {"attempts": attempts, "lease": None, "cost": cost}

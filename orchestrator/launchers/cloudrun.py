@@ -2,7 +2,10 @@
 
 ``launch`` calls ``Jobs.RunJob`` on ``projects/P/locations/R/jobs/WORKER_JOB_NAME``
 with overrides: container env ``TASK_ID`` and ``ATTEMPT`` (the worker reads them),
-``task_count`` 1, and ``timeout`` = ``TASK_TIMEOUT`` when it is set. It returns
+``task_count`` 1, and, when ``TASK_TIMEOUT`` is set, ``timeout`` = ``TASK_TIMEOUT``
+and the env ``TASK_TIMEOUT`` too: the worker plans its continuation against the
+limit its execution really has, not a value deployed with the job that may differ
+(it would overrun, be killed and recovered until the job fails). It returns
 the execution's name from the long-running operation's metadata at once; it never
 waits for the operation, which lasts as long as the training run (hours).
 ``stop`` calls ``Executions.CancelExecution`` and does not wait either.
@@ -76,10 +79,11 @@ class CloudRunJobLauncher(Launcher):
 
     def request(self, job: Job, attempt: int) -> run_v2.RunJobRequest:
         """The RunJob request for one attempt of a job."""
+        env = {"TASK_ID": job.task_id, "ATTEMPT": str(attempt)}
+        if self.task_timeout > 0:
+            env["TASK_TIMEOUT"] = _seconds(self.task_timeout)
         container = run_v2.RunJobRequest.Overrides.ContainerOverride(
-            env=[run_v2.EnvVar(name="TASK_ID", value=job.task_id),
-                 run_v2.EnvVar(name="ATTEMPT", value=str(attempt))]
-        )
+            env=[run_v2.EnvVar(name=name, value=value) for name, value in env.items()])
         overrides = run_v2.RunJobRequest.Overrides(container_overrides=[container], task_count=1)
         if self.task_timeout > 0:
             overrides.timeout = timedelta(seconds=self.task_timeout)
@@ -163,6 +167,11 @@ def exit_code(execution: run_v2.Execution) -> int | None:
     if execution.failed_count or execution.succeeded_count < tasks:
         return 1
     return 0
+
+
+def _seconds(value: float) -> str:
+    """``3600.0`` as "3600", ``2.5`` as "2.5": what the worker's settings parse back to the same float."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _remember(cache: dict[str, Any], key: str, value: Any) -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import claim, request_cancel, set_notify
 from tests.contract.support import BASE_TIME, Recorder, make_job, wait_until
+from tests.support import write_times
 
 
 def increment(job):
@@ -75,12 +76,51 @@ def test_concurrent_creates_with_one_key_store_one_job(open_store):
     assert len(stores[0].list()) == 1
 
 
-def test_writes_to_one_job_keep_the_write_gap_across_store_instances(open_store):
+class CommitTimes:
+    """Each commit time of one job's writes, as the database itself stamps it, whoever wrote.
+
+    SQLite: a trigger in each write's transaction (tests/support/write_times.py, SQLite's clock).
+    Firestore: every write's transaction reads the document's ``update_time`` (the emulator's
+    commit time of the write before it) and hands it to the budget check, which this spies on;
+    the last write's comes from the document itself."""
+
+    def __init__(self, backend: str, stores: list, db_path):
+        self.backend, self.stores, self.db_path, self.seen = backend, stores, db_path, set()
+        if backend == "local":
+            write_times.install(db_path)
+        else:
+            for store in stores:
+                store.budget = _SpiedBudget(store.budget, self.seen)
+
+    def of(self, task_id: str, kind: str) -> list[float]:
+        if self.backend == "local":
+            return [at for k, at in write_times.writes(self.db_path, task_id) if k == kind]
+        from orchestrator.stores.firestore import doc_id
+
+        last = self.stores[0]._jobs.document(doc_id(task_id)).get().update_time.timestamp()
+        return sorted(self.seen | {last})[1:]  # without the create's
+
+
+class _SpiedBudget:
+    def __init__(self, budget, seen: set):
+        self._budget, self._seen = budget, seen
+
+    def check(self, last_write, committed_at, waited_for, now=None):
+        if committed_at is not None:
+            self._seen.add(committed_at)
+        return self._budget.check(last_write, committed_at, waited_for, now)
+
+    def __getattr__(self, name):
+        return getattr(self._budget, name)
+
+
+def test_writes_to_one_job_keep_the_write_gap_across_store_instances(open_store, backend, tmp_path):
     """Two instances (two processes) writing one job, from four threads: every update lands, and
-    no two commits are closer than the gap, so the writes take at least the gap each."""
+    each commit is at least the gap after the one before it (checked write by write)."""
     gap = 0.3
     stores = [open_store(write_gap=gap), open_store(write_gap=gap)]
     job, _ = stores[0].create(make_job())
+    commits = CommitTimes(backend, stores, tmp_path / "laxai.db")
     writes = 8
     began = time.monotonic()
 
@@ -93,6 +133,10 @@ def test_writes_to_one_job_keep_the_write_gap_across_store_instances(open_store)
     final = stores[1].get(job.task_id)
     assert final.notify["n"] == writes and final.version == 1 + writes
     assert took >= writes * gap * 0.95, f"{writes} writes took {took:.2f} s with a {gap} s gap"
+    stamped = commits.of(job.task_id, "notify")
+    assert len(stamped) == writes, stamped
+    between = [round(b - a, 4) for a, b in zip(stamped, stamped[1:])]
+    assert all(g >= gap - 0.002 for g in between), between  # 2 ms: SQLite's clock has 1 ms steps
     # A mutation that declines writes nothing, so it does not wait for the gap.
     stores[0].update(job.task_id, increment)
     began = time.monotonic()

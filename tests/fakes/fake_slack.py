@@ -12,9 +12,12 @@ conversations.replies and conversations.history, answering like Slack does:
   past ~1 post/s per channel (a small burst allowed) and chat.update past a
   per-workspace tier limit;
 - it can be told to fail (500, 429, or answer slowly after doing the work) for a
-  number of calls or a while, for fault tests;
-- it records every call (method, args, time, status) and keeps messages per
-  channel and thread, with their metadata.
+  number of calls or a while, for fault tests; a failure can also come *after* the
+  work (``after_work``: the message is stored, then the client gets the 500), which
+  is what a real Slack 5xx or a lost answer can mean;
+- it records every call (method, channel, time, status, error; ``call_log()``), marks
+  the answers that were injected faults, and keeps messages per channel and thread,
+  with their metadata.
 """
 
 from __future__ import annotations
@@ -66,10 +69,21 @@ class Call:
     mono: float  # time.monotonic()
     status: int = 200
     response: dict[str, Any] = field(default_factory=dict)
+    injected: bool = False  # an injected fault answered (or delayed the answer), not the fake's own verdict
+    performed: bool = False  # the work was done (stored, edited), whatever the answer said
 
     @property
     def ok(self) -> bool:
         return self.status == 200 and bool(self.response.get("ok"))
+
+    @property
+    def channel(self) -> str | None:
+        channel = self.args.get("channel")
+        return str(channel) if channel else None
+
+    @property
+    def error(self) -> str:
+        return str(self.response.get("error") or "")
 
 
 @dataclass
@@ -83,6 +97,7 @@ class Fault:
     retry_after: int = 1
     error: str = "fatal_error"
     delay: float = 0.0
+    after_work: bool = False  # do the work first, then answer ``status``/``error``
 
     def matches(self, method: str, now: float) -> bool:
         if self.methods is not None and method not in self.methods:
@@ -354,18 +369,20 @@ class FakeSlack:
 
     def fail(self, status: int = 500, methods: list[str] | tuple[str, ...] | str | None = None,
              times: int | None = None, seconds: float | None = None, retry_after: int = 1,
-             delay: float = 0.0, error: str | None = None) -> Fault:
+             delay: float = 0.0, error: str | None = None, after_work: bool = False) -> Fault:
         """Answer ``status`` (500 or 429) to the next ``times`` calls or for ``seconds``.
 
         ``status=200`` with ``error`` answers ``{"ok": false, "error": error}`` (e.g.
         ``not_in_channel``); with ``delay`` instead, it does the work and answers only
         after ``delay`` seconds (a client with a shorter timeout can't tell whether it happened).
+        ``after_work=True``: the work is done (the message stored) and *then* the client gets
+        ``status`` (a 500 that did post); with ``delay`` too, that answer also comes late.
         """
         if isinstance(methods, str):
             methods = (methods,)
         fault = Fault(status=status, methods=frozenset(methods) if methods else None, remaining=times,
                       until=time.monotonic() + seconds if seconds is not None else None,
-                      retry_after=retry_after, delay=delay,
+                      retry_after=retry_after, delay=delay, after_work=after_work,
                       error=error or ("ratelimited" if status == 429 else "fatal_error" if status != 200 else ""))
         with self.lock:
             self.faults.append(fault)
@@ -388,6 +405,11 @@ class FakeSlack:
             self._update_bucket = Bucket(self.update_rate, self.update_burst)
 
     # -- queries ------------------------------------------------------------------------
+
+    def call_log(self, since: float | None = None) -> list[Call]:
+        """Every call so far (from ``since``, a time.monotonic()), oldest first: a snapshot."""
+        with self.lock:
+            return [c for c in self.calls if since is None or c.mono >= since]
 
     def calls_to(self, method: str, ok: bool | None = None) -> list[Call]:
         with self.lock:
@@ -434,31 +456,41 @@ class FakeSlack:
     def handle(self, method: str, args: dict[str, Any], token: str | None) -> tuple[int, dict[str, Any], dict[str, str], float]:
         """(HTTP status, body, headers, delay before answering)."""
         call = Call(method, args, token, time.time(), time.monotonic())
-        delay = 0.0
         with self.lock:
             self.calls.append(call)
             fault = next((f for f in self.faults if f.matches(method, call.mono)), None)
             if fault is not None and fault.remaining is not None:
                 fault.remaining -= 1
-            if fault is not None and (fault.status != 200 or fault.error):
-                headers = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
-                call.status, call.response = fault.status, {"ok": False, "error": fault.error}
-                return fault.status, call.response, headers, fault.delay
-            if fault is not None:
-                delay = fault.delay
-            try:
-                handler = getattr(self, "_" + method.replace(".", "_"), None)
-                if handler is None:
-                    raise SlackError("unknown_method")
-                if method != "apps.connections.open" and token != self.token:
-                    raise SlackError("invalid_auth" if token else "not_authed")
-                body = {"ok": True, **handler(args)}
-                call.response = body
-                return 200, body, {}, delay
-            except SlackError as exc:
-                call.status = exc.status
-                call.response = {"ok": False, "error": exc.error, **exc.extra}
-                return exc.status, call.response, exc.headers, delay
+            refuses = fault is not None and (fault.status != 200 or bool(fault.error))
+            if refuses and not fault.after_work:
+                return self._injected(call, fault)
+            status, body, headers = self._perform(call)
+            if refuses and call.performed:
+                return self._injected(call, fault)  # done, but the client hears a failure
+            if fault is None:
+                return status, body, headers, 0.0
+            call.injected = True  # a late answer
+            return status, body, headers, fault.delay
+
+    def _injected(self, call: Call, fault: Fault) -> tuple[int, dict[str, Any], dict[str, str], float]:
+        headers = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
+        call.status, call.response, call.injected = fault.status, {"ok": False, "error": fault.error}, True
+        return fault.status, call.response, headers, fault.delay
+
+    def _perform(self, call: Call) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Do the call's work as Slack would: (HTTP status, body, headers); notes it on ``call``."""
+        try:
+            handler = getattr(self, "_" + call.method.replace(".", "_"), None)
+            if handler is None:
+                raise SlackError("unknown_method")
+            if call.method != "apps.connections.open" and call.token != self.token:
+                raise SlackError("invalid_auth" if call.token else "not_authed")
+            call.response, call.performed = {"ok": True, **handler(call.args)}, True
+            return 200, call.response, {}
+        except SlackError as exc:
+            call.status = exc.status
+            call.response = {"ok": False, "error": exc.error, **exc.extra}
+            return exc.status, call.response, exc.headers
 
     def _ts(self) -> str:
         return f"{int(time.time())}.{next(self._seq) % 1_000_000:06d}"

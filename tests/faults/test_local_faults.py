@@ -51,6 +51,13 @@ def test_kill_9_worker_mid_epoch_resumes_from_checkpoint_and_completes(home):
     with ServeProcess(home) as serve, serve.client() as client:
         task = client.post("/orchestrate", json=THREE_EPOCHS).json()["task_id"]
         wait_epoch(client, task, 1)
+        # The premise: epoch 1's checkpoint is in the artifact store (its upload runs beside training,
+        # so the epoch can show before it lands); the kill then comes mid-epoch 2.
+        checkpoint = home / "artifacts" / task / "last.pt"
+        deadline = time.monotonic() + 60
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpoint.exists(), "epoch 1's checkpoint was never uploaded"
         os.kill(running_pid(home, task), signal.SIGKILL)
         view = wait_for(client, [task])[task]
     assert view["status"] == "completed", view
@@ -110,8 +117,16 @@ def test_a_slow_but_alive_worker_is_not_recovered(home):
     # Epochs (with validation) take longer than the whole lease; heartbeats come from their own thread.
     slow = tiny_job(training_params={"epochs": 2, "batch_size": 4}, model_params={"input_size": 160},
                     dataset="synthetic:48")
-    with ServeProcess(home, LEASE_SECONDS="2", CANCEL_POLL_SECONDS="0.5") as serve, serve.client() as client:
+    lease = 2.0
+    seen: dict[int, float] = {}  # epoch -> when /status first showed it
+
+    def note(views):
+        seen.setdefault(next(iter(views.values()))["progress"]["epoch"], time.monotonic())
+
+    with ServeProcess(home, LEASE_SECONDS=lease, CANCEL_POLL_SECONDS="0.5") as serve, serve.client() as client:
         task = client.post("/orchestrate", json=slow).json()["task_id"]
-        view = wait_for(client, [task])[task]
+        view = wait_for(client, [task], on_poll=note)[task]
     assert view["status"] == "completed", view
     assert [a["why"] for a in view["attempts"]] == ["completed"]
+    # The premise: the second epoch (training and validation) outlasted the whole lease (polls are 0.25 s apart).
+    assert seen[2] - seen[1] > lease + 0.5, seen

@@ -88,7 +88,7 @@ def test_continuation_past_the_task_cap_then_cancel_escalation(world):
     assert drain_and_tick(dispatcher) == [task]
     (first,) = fake.run_requests
     assert first.name == JOB_PATH
-    assert run_env(first) == {"TASK_ID": task, "ATTEMPT": "1"}
+    assert run_env(first) == {"TASK_ID": task, "ATTEMPT": "1", "TASK_TIMEOUT": str(TASK_TIMEOUT)}
     assert first.overrides.task_count == 1 and first.overrides.timeout.total_seconds() == TASK_TIMEOUT
     job = store.get(task)
     assert job.status is JobStatus.RUNNING and job.current_attempt.execution == fake.executions[0]

@@ -41,7 +41,8 @@ def test_launch_runs_the_worker_job_with_this_attempt(fake):
     execution = launcher.launch(the_job, 3)
     (request,) = fake.run_requests
     assert request.name == JOB_PATH
-    assert env_of(request) == {"TASK_ID": the_job.task_id, "ATTEMPT": "3"}
+    # TASK_TIMEOUT too: the worker plans against the limit this execution runs under.
+    assert env_of(request) == {"TASK_ID": the_job.task_id, "ATTEMPT": "3", "TASK_TIMEOUT": "3600"}
     assert request.overrides.task_count == 1
     assert request.overrides.timeout.total_seconds() == 3600
     assert execution == f"{JOB_PATH}/executions/laxai-training-worker-00001"
@@ -54,6 +55,7 @@ def test_no_timeout_override_when_task_timeout_is_unset(fake):
     overrides = fake.run_requests[0].overrides
     assert overrides.task_count == 1
     assert not type(overrides).pb(overrides).HasField("timeout")
+    assert "TASK_TIMEOUT" not in env_of(fake.run_requests[0])  # the job's own setting applies
     launcher.close()
 
 

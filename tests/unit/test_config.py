@@ -207,3 +207,14 @@ def test_laxai_serve_with_malformed_api_tokens_exits_naming_the_variable_and_not
     assert done.returncode == 2, output
     assert "LAXAI_API_TOKENS" in output and "entry 2 is not token:tenant" in output
     assert SECRET_TOKEN not in output and "ok-token-1" not in output and "Traceback" not in output
+
+
+def test_a_stop_retry_ceiling_below_the_first_wait_fails_at_start_naming_both(monkeypatch):
+    monkeypatch.setenv("STOP_RETRY_SECONDS", "30")
+    monkeypatch.setenv("STOP_RETRY_MAX_SECONDS", "10")
+    with pytest.raises(ValidationError) as caught:
+        load_settings()
+    assert "STOP_RETRY_MAX_SECONDS" in str(caught.value) and "STOP_RETRY_SECONDS (30)" in str(caught.value)
+    monkeypatch.setenv("STOP_RETRY_MAX_SECONDS", "30")
+    settings = load_settings()
+    assert (settings.STOP_RETRY_SECONDS, settings.STOP_RETRY_MAX_SECONDS) == (30, 30)

@@ -25,12 +25,18 @@ from tests.support import write_times
 
 
 class RecordingLauncher(Launcher):
-    """Starts nothing; records launches and stops, and can be told to fail or report exits."""
+    """Starts nothing; records launches and stops, and can be told to fail or report exits.
+
+    A stop ends the execution at once (exit -9, as SIGKILL), unless ``stop_failures`` says how many
+    stop calls fail first, or ``stops_take_effect`` is False (accepted, but the execution runs on)."""
 
     def __init__(self):
         self.launched: list[tuple[str, int]] = []
         self.stopped: list[str] = []
+        self.stop_calls: list[str] = []  # every call, failed ones included
         self.fail_next = False
+        self.stop_failures = 0
+        self.stops_take_effect = True
         self.exit_codes: dict[str, int] = {}
 
     def launch(self, job, attempt):
@@ -41,7 +47,13 @@ class RecordingLauncher(Launcher):
         return f"fake:{job.task_id}:{attempt}"
 
     def stop(self, execution):
+        self.stop_calls.append(execution)
+        if self.stop_failures > 0:
+            self.stop_failures -= 1
+            raise LaunchError(f"could not cancel {execution}: 503 unavailable")
         self.stopped.append(execution)
+        if self.stops_take_effect:
+            self.exit_codes[execution] = -9
 
     def exited(self, execution):
         return self.exit_codes.get(execution)
@@ -202,6 +214,87 @@ def test_a_worker_ignoring_cancel_is_stopped_after_the_grace(env):
     dispatcher.tick()
     assert status(service, task) is JobStatus.CANCELLED
     assert launcher.stopped == [f"fake:{task}:1"]
+    assert service.store.get(task).current_attempt.stopped_at == clock()  # seen stopped in that pass
+
+
+def cancelled_past_grace(service, dispatcher, clock, lease=3600):
+    """A running job whose worker ignores the cancel; the clock is past the cancel grace."""
+    task = submit(service)
+    dispatcher.tick()
+    service.store.update(task, lambda j: worker_started(j, 1, clock(), lease, "cpu", 0))
+    service.cancel("t1", task, by="U1")
+    clock.advance(21)
+    return task
+
+
+def test_a_failed_stop_is_asked_again_with_backoff_and_the_job_stays_cancelling(env):
+    service, dispatcher, launcher, clock = env
+    launcher.stop_failures = 2
+    task = cancelled_past_grace(service, dispatcher, clock)
+    execution = f"fake:{task}:1"
+    dispatcher.tick()  # first call fails: next one in STOP_RETRY_SECONDS (5 s)
+    assert launcher.stop_calls == [execution] and status(service, task) is JobStatus.CANCELLING
+    clock.advance(4)
+    dispatcher.tick()  # still waiting
+    assert len(launcher.stop_calls) == 1 and status(service, task) is JobStatus.CANCELLING
+    clock.advance(2)
+    dispatcher.tick()  # second call fails: the wait doubles to 10 s
+    assert len(launcher.stop_calls) == 2 and status(service, task) is JobStatus.CANCELLING
+    clock.advance(9)
+    dispatcher.tick()
+    assert len(launcher.stop_calls) == 2 and status(service, task) is JobStatus.CANCELLING
+    clock.advance(2)
+    dispatcher.tick()  # third call accepted, and the execution is seen ended in the same pass
+    job = service.store.get(task)
+    assert launcher.stopped == [execution] and job.status is JobStatus.CANCELLED
+    attempt = job.current_attempt
+    assert attempt.end_reason is EndReason.CANCELLED and attempt.stopped_at == clock() == attempt.ended_at
+    assert dispatcher.recovery.stopper.pending() == []
+
+
+def test_an_accepted_stop_keeps_the_job_cancelling_until_the_execution_is_seen_ended(env):
+    service, dispatcher, launcher, clock = env
+    launcher.stops_take_effect = False  # Cloud Run accepted CancelExecution; the execution is still running
+    task = cancelled_past_grace(service, dispatcher, clock)
+    execution = f"fake:{task}:1"
+    dispatcher.tick()
+    clock.advance(30)
+    dispatcher.tick()
+    assert status(service, task) is JobStatus.CANCELLING
+    assert launcher.stop_calls == [execution]  # accepted once: not asked again
+    launcher.exit_codes[execution] = -15
+    clock.advance(3)
+    dispatcher.tick()
+    job = service.store.get(task)
+    assert job.status is JobStatus.CANCELLED and job.current_attempt.stopped_at == clock()
+    assert job.cost.billed_seconds == pytest.approx(21 + 30 + 3)  # billed until the execution was seen ended
+
+
+def test_a_stop_that_fails_for_ever_ends_the_job_at_its_lease_and_is_still_asked_after(env):
+    service, dispatcher, launcher, clock = env
+    launcher.stop_failures = 10**6
+    task = cancelled_past_grace(service, dispatcher, clock, lease=60)  # the lease runs out 39 s after this
+    execution = f"fake:{task}:1"
+    for _ in range(38):
+        clock.advance(1)
+        dispatcher.tick()
+        assert status(service, task) is JobStatus.CANCELLING
+    clock.advance(2)
+    dispatcher.tick()  # the lease expired: the job ends, the stop is not confirmed
+    job = service.store.get(task)
+    assert job.status is JobStatus.CANCELLED and job.lease is None
+    attempt = job.current_attempt
+    assert attempt.end_reason is EndReason.LEASE_EXPIRED and attempt.stopped_at is None
+    assert "failed stop calls" in attempt.detail and "503" in attempt.detail
+    assert len(launcher.stop_calls) == 4  # at 21 s, then 5, 10 and 20 s later: backoff, not one per pass
+    # The job is over, the execution is not forgotten: its stop is asked again until accepted.
+    launcher.stop_failures = 0
+    clock.advance(300)
+    dispatcher.tick()
+    assert launcher.stopped == [execution] and dispatcher.recovery.stopper.pending() == []
+    clock.advance(300)
+    dispatcher.tick()
+    assert launcher.stopped == [execution]  # accepted once, asked no more
 
 
 def test_only_the_lock_holder_dispatches(env, tmp_path):
