@@ -84,3 +84,11 @@ def pubsub_names(pubsub_emulator: str) -> PubSubNames:
     """Topic and subscription names no other test uses."""
     suffix = uuid.uuid4().hex[:12]
     return PubSubNames(GCP_PROJECT, f"jobs-{suffix}", f"jobs-sub-{suffix}", f"jobs-dead-{suffix}")
+
+
+def gcp_backend_values(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings for LAXAI_BACKEND=gcp on the emulators: a clean Firestore and Pub/Sub names of this test."""
+    request.getfixturevalue("clean_firestore")
+    names = request.getfixturevalue("pubsub_names")
+    return dict(LAXAI_BACKEND="gcp", TRAINING_TOPIC=names.topic, TRAINING_SUBSCRIPTION=names.subscription,
+                DEAD_LETTER_TOPIC=names.dead_letter_topic)

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
+from orchestrator.domain.job import utcnow
 from orchestrator.stores.base import JobStore
 
 log = logging.getLogger("bot.notifier")
 
 LEASE_NAME = "slack-notifier"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class NotifierLease:

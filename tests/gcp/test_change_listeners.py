@@ -13,7 +13,7 @@ from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.transitions import claim
 from orchestrator.serve import create_runtime
 from orchestrator.stores.base import ChangeEvent
-from tests.gcp_fixtures import GCP_PROJECT
+from tests.gcp_fixtures import GCP_PROJECT, gcp_backend_values
 
 BACKENDS = [pytest.param("local", id="sqlite"), pytest.param("gcp", id="firestore", marks=pytest.mark.gcp)]
 
@@ -42,10 +42,7 @@ class Received:
 def runtime(request, tmp_path):
     values = dict(LAXAI_HOME=tmp_path / "home", GOOGLE_CLOUD_PROJECT=GCP_PROJECT)
     if request.param == "gcp":
-        request.getfixturevalue("clean_firestore")
-        names = request.getfixturevalue("pubsub_names")
-        values.update(LAXAI_BACKEND="gcp", TRAINING_TOPIC=names.topic, TRAINING_SUBSCRIPTION=names.subscription,
-                      DEAD_LETTER_TOPIC=names.dead_letter_topic)
+        values.update(gcp_backend_values(request))
     made = create_runtime(Settings(**values), dispatch=False)
     made.start()
     yield made

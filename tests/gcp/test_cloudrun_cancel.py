@@ -27,7 +27,7 @@ from orchestrator.domain.transitions import worker_started
 from orchestrator.launchers.cloudrun import CloudRunJobLauncher
 from orchestrator.service import JobService
 from tests.fakes.fake_cloud_run import FakeCloudRun
-from tests.gcp_fixtures import GCP_PROJECT
+from tests.gcp_fixtures import GCP_PROJECT, gcp_backend_values
 
 BACKENDS = [pytest.param("local", id="sqlite"), pytest.param("gcp", id="firestore", marks=pytest.mark.gcp)]
 CANCEL = "/google.cloud.run.v2.Executions/CancelExecution"
@@ -58,10 +58,7 @@ def world(request, tmp_path):
                   CANCEL_GRACE_SECONDS=0.2, STOP_RETRY_SECONDS=RETRY, STOP_RETRY_MAX_SECONDS=RETRY_MAX,
                   STORE_WRITE_GAP=0)
     if request.param == "gcp":
-        request.getfixturevalue("clean_firestore")
-        names = request.getfixturevalue("pubsub_names")
-        values.update(LAXAI_BACKEND="gcp", TRAINING_TOPIC=names.topic, TRAINING_SUBSCRIPTION=names.subscription,
-                      DEAD_LETTER_TOPIC=names.dead_letter_topic)
+        values.update(gcp_backend_values(request))
     settings = Settings(**values)
     calls = CallTimes()
     with FakeCloudRun() as fake:

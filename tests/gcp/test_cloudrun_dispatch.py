@@ -23,7 +23,7 @@ from orchestrator.domain.transitions import heartbeat, requeue, worker_started
 from orchestrator.launchers.cloudrun import EXIT_CANCELLED, CloudRunJobLauncher
 from orchestrator.service import JobService
 from tests.fakes.fake_cloud_run import FakeCloudRun
-from tests.gcp_fixtures import GCP_PROJECT
+from tests.gcp_fixtures import GCP_PROJECT, gcp_backend_values
 
 BACKENDS = [pytest.param("local", id="sqlite"), pytest.param("gcp", id="firestore", marks=pytest.mark.gcp)]
 TASK_TIMEOUT = 3600
@@ -48,10 +48,7 @@ def world(request, tmp_path):
     values = dict(LAXAI_HOME=tmp_path / "home", GOOGLE_CLOUD_PROJECT=GCP_PROJECT, TASK_TIMEOUT=TASK_TIMEOUT,
                   LEASE_SECONDS=600, CANCEL_GRACE_SECONDS=60, MAX_RECOVERIES=0, STORE_WRITE_GAP=0)
     if request.param == "gcp":
-        request.getfixturevalue("clean_firestore")
-        names = request.getfixturevalue("pubsub_names")
-        values.update(LAXAI_BACKEND="gcp", TRAINING_TOPIC=names.topic, TRAINING_SUBSCRIPTION=names.subscription,
-                      DEAD_LETTER_TOPIC=names.dead_letter_topic)
+        values.update(gcp_backend_values(request))
     settings = Settings(**values)
     with FakeCloudRun() as fake:
         launcher = CloudRunJobLauncher.from_settings(settings, channel=grpc.insecure_channel(fake.address))

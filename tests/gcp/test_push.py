@@ -27,7 +27,7 @@ from orchestrator.launchers.cloudrun import CloudRunJobLauncher
 from orchestrator.serve import create_runtime
 from tests.fakes.fake_cloud_run import FakeCloudRun
 from tests.gcp.support import SERVICE_ACCOUNT, AppServer, bearer
-from tests.gcp_fixtures import GCP_PROJECT
+from tests.gcp_fixtures import GCP_PROJECT, gcp_backend_values
 from tests.support import write_times
 
 SERVICE_URL = "https://laxai-service-x7.a.run.app"
@@ -95,10 +95,7 @@ def serve(tmp_path, issuer, cert_server, request):
                       TICK_AUDIENCE=TICK_AUDIENCE, PUSH_SERVICE_ACCOUNT=SERVICE_ACCOUNT,
                       OIDC_CERTS_URL=cert_server.url, GOOGLE_CLOUD_PROJECT=GCP_PROJECT)
         if backend == "gcp":
-            request.getfixturevalue("clean_firestore")
-            names = request.getfixturevalue("pubsub_names")
-            values.update(LAXAI_BACKEND="gcp", TRAINING_TOPIC=names.topic, TRAINING_SUBSCRIPTION=names.subscription,
-                          DEAD_LETTER_TOPIC=names.dead_letter_topic)
+            values.update(gcp_backend_values(request))
         values.update(overrides)
         settings = Settings(**values)
         fake = FakeCloudRun().start()

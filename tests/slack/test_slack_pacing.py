@@ -105,7 +105,7 @@ def test_the_fake_can_fail_after_posting(fake_slack):
     fake_slack.fail(500, methods="chat.postMessage", times=1, after_work=True, delay=1.0)
     with pytest.raises(Exception):  # noqa: B017 - a client timeout, whichever exception urllib raises
         client_of(fake_slack, timeout=0.3).chat_postMessage(channel="C1", text="did it go? (timeout)")
-    time.sleep(1.0)
+    fake_slack.wait_for(lambda: len(fake_slack.channel_messages("C1")) == 2, timeout=5, what="both messages stored")
     assert [m["text"] for m in fake_slack.channel_messages("C1")] == ["did it go? (500)", "did it go? (timeout)"]
 
 
