@@ -9,7 +9,7 @@ demo:
 test:
 	@scripts/setup-venv.sh worker,gcp,dev
 	@scripts/check-emulators.sh
-	.venv/bin/pytest -ra
+	.venv/bin/pytest -ra -n 4 --dist loadscope
 
 bench:
 	@scripts/setup-venv.sh worker,gcp,dev

@@ -1,6 +1,7 @@
-"""Smoke test of the benchmarks: ``python -m bench --quick`` runs every item at tiny sizes.
+"""Smoke test of the benchmarks: ``python -m bench --quick --only ITEM`` runs each item at tiny sizes.
 
-It asserts the shape of what comes out (every item has a row with numbers and a
+One test per item, so `make test`'s processes share them out (the items run one after another in
+``make bench``). It asserts the shape of what comes out (every item has a row with numbers and a
 target, in the printed table and in BENCHMARKS.md), never a time: benchmarks
 are measurements, and this machine's timings are noisy.
 """
@@ -23,11 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"\d")
 
 
-def test_quick_run_prints_and_writes_a_row_per_item(tmp_path):
+@pytest.mark.parametrize("number,item", list(enumerate(ITEMS, 1)), ids=[item.key for item in ITEMS])
+def test_quick_run_prints_and_writes_the_row_of_each_item(number, item, tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAXAI_", "SLACK_"))}
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", item.key, "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     table, text = done.stdout, out.read_text()
 
@@ -37,21 +39,19 @@ def test_quick_run_prints_and_writes_a_row_per_item(tmp_path):
     rows = {cells[0]: cells for cells in (
         [c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
         if re.match(r"\| \d+ \|", line))}
+    assert list(rows) == [str(number)], rows
     assert re.search(r"^#\s+\|\s+Item\s+\|\s+Measured\s+\|\s+Target\s+\|\s+Met", table, re.M), table
-    for number, item in enumerate(ITEMS, 1):
-        printed = re.search(rf"^{number}\s+\|(.*)$", table, re.M)  # long cells wrap onto more lines
-        assert printed, (number, table)
-        p_title, p_measured, p_target, p_verdict = (c.strip() for c in printed.group(1).split("|"))
-        assert item.title.startswith(p_title) and item.target.startswith(p_target), printed.group(0)
-        assert p_verdict in {"met", "MISSED", "not run"}, printed.group(0)
-        assert NUMBER.search(p_measured) or (item.key == "gpu" and p_verdict == "not run"), printed.group(0)
-        cells = rows[str(number)]
-        _, title, measured, target, verdict = cells
-        assert title == item.title and target == item.target
-        assert verdict in {"met", "MISSED", "not run"}, cells
-        if item.key == "gpu" and verdict == "not run":  # no GPU here: the row says so, and why
-            assert "no CUDA GPU" in measured
-            continue
-        assert verdict in {"met", "MISSED"}, cells
-        assert NUMBER.search(measured), cells
-        assert f"### {number}. {item.title}" in text
+    printed = re.search(rf"^{number}\s+\|(.*)$", table, re.M)  # long cells wrap onto more lines
+    assert printed, (number, table)
+    p_title, p_measured, p_target, p_verdict = (c.strip() for c in printed.group(1).split("|"))
+    assert item.title.startswith(p_title) and item.target.startswith(p_target), printed.group(0)
+    assert p_verdict in {"met", "MISSED", "not run"}, printed.group(0)
+    assert NUMBER.search(p_measured) or (item.key == "gpu" and p_verdict == "not run"), printed.group(0)
+    _, title, measured, target, verdict = rows[str(number)]
+    assert title == item.title and target == item.target
+    assert f"### {number}. {item.title}" in text
+    if item.key == "gpu" and verdict == "not run":  # no GPU here: the row says so, and why
+        assert "no CUDA GPU" in measured
+        return
+    assert verdict in {"met", "MISSED"}, rows
+    assert NUMBER.search(measured), rows

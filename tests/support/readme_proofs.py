@@ -133,6 +133,8 @@ class ReadmeProofs:
             self.deselected += 1  # a file that did not import: its tests were not collected
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(session.config, "workerinput"):
+            return  # a pytest-xdist worker saw only its share; the controller judges the whole run
         stopped = bool(session.shouldstop or session.shouldfail)
         if not whole_suite(session.config, self.deselected, stopped):
             return
