@@ -38,6 +38,8 @@ ITEMS = (
          "local <= 200 ms per pass, in fair-share order"),
     Item("threads", "slack_threads", "Final replies on gcp: 20 jobs in 4 channels, reply after each job's end",
          "median <= 3 s, 0 x 429"),
+    Item("estimate", "estimate", "Estimate before launch vs billed: 4 runs of one configuration (local, CPU)",
+         "run 4's time and cost estimates within +-25 %"),
 )
 
 

@@ -17,7 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.domain.cost import format_usd
+from orchestrator.domain.cost_cap import stopped_for_budget
+from orchestrator.domain.cost_split import split_attempt, split_text, worth_showing
 from orchestrator.domain.durations import duration
+from orchestrator.domain.estimate import describe as describe_estimate
+from orchestrator.domain.eta import eta_line, eta_of
 from orchestrator.domain.errors import FieldError
 from orchestrator.domain.job import EndReason, Job
 from orchestrator.domain.status import JobStatus
@@ -40,6 +44,7 @@ WANDB_ACTION = "laxai_wandb"
 
 STATUS_EMOJI = {
     JobStatus.QUEUED: ":hourglass_flowing_sand:",
+    JobStatus.AWAITING_APPROVAL: ":raised_hand:",
     JobStatus.RUNNING: ":runner:",
     JobStatus.CANCELLING: ":octagonal_sign:",
     JobStatus.COMPLETED: ":white_check_mark:",
@@ -48,6 +53,7 @@ STATUS_EMOJI = {
 }
 STATUS_WORD = {
     JobStatus.QUEUED: "Queued",
+    JobStatus.AWAITING_APPROVAL: "Awaiting approval",
     JobStatus.RUNNING: "Running",
     JobStatus.CANCELLING: "Cancelling",
     JobStatus.COMPLETED: "Completed",
@@ -55,6 +61,7 @@ STATUS_WORD = {
     JobStatus.CANCELLED: "Cancelled",
 }
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
 # A bare "@here", "@channel", "@everyone" (or "@someone", "@a-group") becomes a mention
 # wherever Slack links names (link_names, parse=full, some clients and integrations);
 # a word joiner after the "@" keeps it looking the same but plain text.
@@ -210,6 +217,17 @@ def cost_text(job: Job, final: bool = False) -> str:
 # -- blocks -----------------------------------------------------------------------
 
 
+def cost_lines(job: Job) -> list[str]:
+    """The card's cost: what it cost so far (once it ran), and what it was estimated to cost at submit."""
+    lines = []
+    if job.attempts or job.cost.usd:
+        label = "Cost" if job.status.is_terminal() else "Cost so far"
+        lines.append(f"{label}: {cost_text(job, final=job.status.is_terminal())}")
+    if job.estimate is not None:
+        lines.append(f"Estimate: {escape(describe_estimate(job.estimate))}")
+    return lines
+
+
 def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}}
 
@@ -259,10 +277,39 @@ def _field(label: str, value: str) -> dict[str, str]:
 def status_line(job: Job) -> str:
     word = STATUS_WORD[job.status]
     line = f"{STATUS_EMOJI[job.status]} *{word}*"
-    message = job.progress.message
+    # A held job's note (status_note) names its budget better than its progress message does.
+    message = job.progress.message if job.status is not JobStatus.AWAITING_APPROVAL else None
     if message and message.lower() != word.lower():
         line += f" \u2014 {escape(message)}"
     return line
+
+
+def money(usd: float) -> str:
+    """$50 for whole dollars (a budget's limit as people set it), else as ``format_usd``: $48.20, $0.0050."""
+    return f"${usd:,.0f}" if float(usd).is_integer() else format_usd(usd)
+
+
+def budget_owner(scope: str, key: str) -> str:
+    """Whose budget, as Slack shows it: a channel and a user as mentions, a tenant as text."""
+    if scope == "channel" and SLACK_CHANNEL.fullmatch(key):
+        return f"channel <#{key}>"
+    if scope == "user" and SLACK_USER.fullmatch(key):
+        return f"user <@{key}>"
+    return f"{escape(scope)} `{escape(key)}`"
+
+
+def status_note(job: Job) -> str | None:
+    """What the status line adds: a queued job's place in line (kept current by the notifier,
+    bot/notifier/queue_cards.py), or the budget a job awaiting approval is held by (bot/approval.py)."""
+    if job.status is JobStatus.QUEUED:
+        place = job.notify.get("queue")
+        return escape(place) if place else None
+    if job.status is not JobStatus.AWAITING_APPROVAL or not job.approval or not job.approval.budgets:
+        return None
+    first, others = job.approval.budgets[0], len(job.approval.budgets) - 1
+    more = f" (+{others} more)" if others else ""
+    return (f"over {budget_owner(first.scope, first.key)}'s {money(first.limit_usd)}/{first.period} budget{more}"
+            " \u00b7 an admin can approve it")
 
 
 def card(job: Job, default_gpu: str = "nvidia-l4", with_actions: bool = True) -> Message:
@@ -271,17 +318,23 @@ def card(job: Job, default_gpu: str = "nvidia-l4", with_actions: bool = True) ->
     tp, mp = spec.training_params, spec.model_params
     total = job.progress.total_epochs or tp.epochs
     lines = [status_line(job)]
-    if job.status not in (JobStatus.QUEUED,) or job.progress.epoch:
+    note = status_note(job)
+    if note:
+        lines[0] += f" \u00b7 {note}"
+    if job.status not in (JobStatus.QUEUED, JobStatus.AWAITING_APPROVAL) or job.progress.epoch:
         lines.append(f"`{progress_bar(job.progress.progress_percent)}`  epoch {job.progress.epoch}/{total}")
+    eta = eta_of(job)  # the record's own figures, not the clock's: the same record, the same card
+    if eta is not None:
+        lines.append(eta_line(eta))
     figures = metrics_line(job)
     if figures:
         lines.append(figures)
-    if job.attempts or job.cost.usd:
-        label = "Cost" if job.status.is_terminal() else "Cost so far"
-        lines.append(f"{label}: {cost_text(job, final=job.status.is_terminal())}")
+    lines.extend(cost_lines(job))
     if job.status is JobStatus.FAILED and job.error:
         lines.append(f"*Why:* {escape(job.error.message)}")
-    if job.status is JobStatus.CANCELLED and job.cancel:
+    if stopped_for_budget(job):
+        lines.append(f"Stopped: {escape(job.cancel.detail or 'a budget ran out')}")
+    elif job.status is JobStatus.CANCELLED and job.cancel:
         lines.append(f"Cancelled by {user_ref(job.cancel.by)}")
     gpu = spec.gpu_type or default_gpu
     device = job.current_attempt.device if job.current_attempt and job.current_attempt.device else None
@@ -322,7 +375,7 @@ def card(job: Job, default_gpu: str = "nvidia-l4", with_actions: bool = True) ->
 
 def card_actions(job: Job) -> list[dict[str, Any]]:
     actions = []
-    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.AWAITING_APPROVAL):
         confirm = {
             "title": {"type": "plain_text", "text": "Cancel this job?"},
             "text": {"type": "mrkdwn", "text": clip(f"Stop *{escape(job.spec.display_name)}*? "
@@ -383,9 +436,11 @@ def resumed(job: Job, number: int) -> Message:
     if previous.detail:
         text += f" ({escape(clip(previous.detail, 300))})"
     text += f", resumed from checkpoint at epoch {current.start_epoch}"
-    if previous.lost_seconds:
-        lost = previous.lost_seconds * job.cost.usd_per_second
-        text += f", lost {duration(previous.lost_seconds)} ({format_usd(lost)})"
+    # A lost worker recorded no loss of its own: the cost split's rule says what it was.
+    lost_seconds = previous.lost_seconds if previous.lost_seconds is not None else split_attempt(previous).lost
+    if lost_seconds:
+        lost = lost_seconds * job.cost.usd_per_second
+        text += f", lost {duration(lost_seconds)} ({format_usd(lost)})"
     return reply(text + ".")
 
 
@@ -408,6 +463,8 @@ def completed(job: Job) -> Message:
     compute = "CPU time" if job.cost.gpu_type == "cpu" else "GPU time"
     lines.append(f"\u2022 Wall time {duration(wall)} \u00b7 {compute} {duration(job.cost.billed_seconds)} "
                  f"\u00b7 Cost {cost_text(job, final=True)}")
+    if worth_showing(job.cost):  # where the money went, when a fair share of it was not training
+        lines.append(f"\u2022 Cost {format_usd(job.cost.usd)}: {escape(split_text(job.cost))}")
     return reply("\n".join(lines))
 
 
@@ -435,6 +492,11 @@ def failed(job: Job) -> Message:
 
 
 def cancelled(job: Job) -> Message:
+    if stopped_for_budget(job):  # its cost cap or a budget: say what was spent, and that Retry goes on
+        why = job.cancel.detail or "stopped by a budget"
+        return reply(f":money_with_wings: *Stopped* at epoch {job.progress.epoch}/{job.progress.total_epochs}: "
+                     f"{escape(why)}. Cost {cost_text(job, final=True)}. The checkpoint is kept: *Retry* "
+                     "continues from it.")
     who = user_ref(job.cancel.by) if job.cancel else "someone"
     return reply(f":no_entry_sign: *Cancelled* by {who} at epoch {job.progress.epoch}/{job.progress.total_epochs}. "
                  f"Cost {cost_text(job, final=True)}.")
@@ -471,6 +533,8 @@ def submitted(job: Job, created: bool) -> Message:
             f"{escape(mp.architecture)}, {tp.epochs} epochs, batch {tp.batch_size}, lr {tp.learning_rate:g}, "
             f"{mp.input_size}px, dataset `{escape(clip(spec.dataset, 200))}`. "
             "Its card and progress will appear in this channel.")
+    if job.estimate is not None:
+        text += f"\nEstimate: {escape(describe_estimate(job.estimate))}"
     return notice(text)
 
 
@@ -498,13 +562,18 @@ def list_message(jobs: list[Job]) -> Message:
 
 HELP = """*`/train`* starts a YOLO training run; everything about it lives in one thread.
 \u2022 `/train epochs=10 arch=yolo` \u2014 options: `epochs`, `arch`, `batch`, `lr`, `imgsz`, `dataset`, `gpu`, \
-`name`, `tags` (comma list), `priority` (0-9). Quote values with spaces: `name="my run"`.
+`name`, `tags` (comma list), `priority` (0-9), `max_cost` (USD: stop at the first checkpoint past it). \
+Quote values with spaces: `name="my run"`.
 \u2022 `/train` with no text opens a form.
 \u2022 `/train status [ID]` \u2014 a job of this channel or one of yours (the latest in this channel without an ID; \
 8 characters of the ID are enough).
 \u2022 `/train list` \u2014 recent jobs in this channel.
+\u2022 `/train costs [week|month]` \u2014 what this team spent, by user, channel, architecture and GPU, with budgets.
 \u2022 `/train cancel ID` / `/train retry ID` \u2014 or use the buttons on the job's card; for the job's submitter \
-and admins."""
+and admins.
+\u2022 `/train budget` \u2014 budgets with spend and what is left; admins: `/train budget set channel=C0123 50/month` \
+(or `tenant`, `user=U0456`; `/week`), `/train budget remove channel=C0123`. A job over a budget waits for an \
+admin's Approve."""
 
 
 def help_message(gpu_types: tuple[str, ...] = ()) -> Message:

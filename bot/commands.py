@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from orchestrator.domain.errors import FieldError, suggest
 
+from bot import budget_command
 from bot.options import KEYS, OptionErrors, did_you_mean, lookup
 
-SUBCOMMANDS = ("help", "status", "list", "cancel", "retry")
+SUBCOMMANDS = ("help", "status", "list", "cancel", "retry", "budget", "costs")
 
 # Slack (and phones) turn quotes into typographic ones; treat them as plain quotes.
 SMART_QUOTES = str.maketrans({
@@ -66,7 +67,14 @@ class Retry:
     ref: str
 
 
-Command = Train | OpenModal | Help | Status | ListJobs | Cancel | Retry
+@dataclass(frozen=True)
+class Costs:
+    """``/train costs [week|month]``: the team's spend report (ephemeral)."""
+
+    period: str = "month"
+
+
+Command = Train | OpenModal | Help | Status | ListJobs | Cancel | Retry | Costs | budget_command.BudgetCommand
 
 
 def normalize(text: str) -> str:
@@ -147,6 +155,10 @@ def _subcommand(name: str, args: list[_Token]) -> Command:
                                              f"to start a job, write only options (e.g. `/train epochs=10`)")])
     if name == "help":
         return Help()
+    if name == "costs":
+        if len(words) > 1 or (words and words[0].lower() not in ("week", "month")):
+            raise OptionErrors([FieldError("costs", "takes week or month (default month): `/train costs week`")])
+        return Costs(words[0].lower() if words else "month")
     if name == "list":
         if words:
             raise OptionErrors([FieldError("list", "takes no arguments: `/train list`")])
@@ -168,6 +180,8 @@ def parse(text: str) -> Command:
         return OpenModal()
     first = tokens[0].text.lower()
     if "=" not in first:
+        if first == "budget":  # its own grammar (scope=key, amounts): bot/budget_command.py
+            return budget_command.parse([t.text for t in tokens[1:]])
         if first.lstrip("-") in SUBCOMMANDS:
             return _subcommand(first.lstrip("-"), tokens[1:])
         if first in ("?", "-h"):

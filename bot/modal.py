@@ -70,6 +70,7 @@ def _elements(gpu_type: str, gpu_types: tuple[str, ...]) -> dict[str, dict[str, 
         "name": _plain("", "e.g. my run (default: arch-epochs)", LIMITS["custom_name"]),
         "tags": _plain("", "comma-separated, e.g. baseline,fast"),
         "priority": _number(d["priority"], low=LIMITS["priority"][0], high=LIMITS["priority"][1]),
+        "max_cost": _number(d["max_cost"], decimal=True, high=LIMITS["max_cost_usd"]),
     }
 
 

@@ -63,6 +63,9 @@ OPTIONS: tuple[Option, ...] = (
            ("wandb_tags", "tag")),
     Option("priority", ("priority",), "int", "Priority",
            f"a whole number from {_PRIO[0]} (default) to {_PRIO[1]}; higher runs first"),
+    Option("max_cost", ("max_cost_usd",), "float", "Cost cap (USD)",
+           f"a number of USD above 0 and at most {LIMITS['max_cost_usd']:,}, e.g. 5; the job stops at the first "
+           "checkpoint after it has cost that much", ("max_cost_usd", "cost_cap")),
 )
 
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}
@@ -86,6 +89,7 @@ def defaults(gpu_type: str) -> dict[str, str]:
         "name": "",
         "tags": "",
         "priority": str(JobSpec.model_fields["priority"].default),
+        "max_cost": "",  # no cap
     }
 
 

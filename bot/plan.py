@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator.domain.job import EndReason, Job
 from orchestrator.domain.status import JobStatus
 
-from bot import blocks
+from bot import approval, blocks
 
 # Lower runs first: a final word beats news, news beats a refreshed card.
 FINAL, LIFECYCLE, UPDATE = 0, 1, 2
@@ -62,9 +62,13 @@ def due(job: Job) -> list[Step]:
         # Everything else threads under the card, so it inherits the most urgent priority.
         steps.append(Step("card", FINAL if terminal else LIFECYCLE))
     if terminal:
+        # A request shown gets its answer, even when the job finished before the notifier got to it.
+        if was_approved(job) and "approval" in posted(job) and "decision" not in done:
+            steps.append(Step("decision", FINAL))
         if "final" not in done:
             steps.append(Step("final", FINAL))
-        return steps
+        return steps + closing(job, done)
+    steps.extend(approval_steps(job, done))
     current = job.current_attempt
     live = current is not None and current.started_at is not None and current.ended_at is None
     if live and current.number == 1 and "started" not in done:
@@ -81,12 +85,38 @@ def due(job: Job) -> list[Step]:
     return steps
 
 
+def was_approved(job: Job) -> bool:
+    return job.approval is not None and job.approval.decision == "approved"
+
+
+def approval_steps(job: Job, done: set[str]) -> list[Step]:
+    """A job held over a budget: the request while it waits, then the approval (bot/approval.py)."""
+    steps = []
+    if job.status is JobStatus.AWAITING_APPROVAL and "approval" not in done:
+        steps.append(Step("approval", LIFECYCLE))
+    if was_approved(job) and "decision" not in done:
+        steps.append(Step("decision", LIFECYCLE))
+    return steps + closing(job, done)
+
+
+def closing(job: Job, done: set[str]) -> list[Step]:
+    """The posted request loses its buttons once the wait is over: an edit of that message, keyed
+    ``approval_closed`` so it is done once (bot/notifier/steps.py ``close_request``)."""
+    if approval.closed(job) and "approval" in posted(job) and "approval_closed" not in done:
+        return [Step("approval_closed", LIFECYCLE)]
+    return []
+
+
 def render(job: Job, key: str, best_map: float | None = None, default_gpu: str = "nvidia-l4") -> blocks.Message:
     """The message for ``key`` as of the job's current state (the latest state wins)."""
     if key == "card":
         return blocks.card(job, default_gpu)
+    if key in ("approval", "approval_closed"):
+        return approval.request(job)
+    if key == "decision":
+        return approval.approved(job)
     if key == "final":
-        message = blocks.final(job)
+        message = approval.rejected(job) if approval.was_rejected(job) else blocks.final(job)
         return with_stop_note(message, job) if job.status is JobStatus.CANCELLED else message
     if key == "started":
         return blocks.started(job)

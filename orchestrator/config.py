@@ -15,7 +15,15 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator.config_lists import ApiToken, CommaList, parse_api_tokens, parse_audiences, split_commas
+from orchestrator.config_lists import (
+    ApiToken,
+    CommaList,
+    parse_api_tokens,
+    parse_audiences,
+    parse_budgets_setting,
+    split_commas,
+)
+from orchestrator.domain.budget import Budget
 from orchestrator.domain.cost import GPU_TYPES, Rates, parse_cpu, parse_memory, rates_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +92,14 @@ class DerivedSettings:
             return {entry.token.get_secret_value(): entry.tenant for entry in self.LAXAI_API_TOKENS}
         return {local_token(self.home): "local"}
 
+    @cached_property
+    def admin_tokens(self) -> frozenset[str]:
+        """Tokens that may approve held jobs and set budgets (``token:tenant:admin``). Locally, when
+        LAXAI_API_TOKENS is unset, the generated token is the operator's own: an admin's."""
+        if self.LAXAI_API_TOKENS:
+            return frozenset(e.token.get_secret_value() for e in self.LAXAI_API_TOKENS if e.admin)
+        return frozenset(self.api_tokens)
+
 
 
 class Settings(DerivedSettings, BaseSettings):
@@ -133,6 +149,19 @@ class Settings(DerivedSettings, BaseSettings):
     # --- fair share (14B: orchestrator/domain/fair_share.py, JobService.submit) ---
     # Queued jobs one tenant may have; a submission above it is refused (REST 429, Slack ephemeral).
     MAX_QUEUED_PER_TENANT: int = Field(100, ge=1)
+
+    # --- the estimate before launch (issue 15: orchestrator/estimates.py) ---
+    # Seconds the completed-job history behind estimates is kept in memory: a burst of submits queries
+    # the store once per shape; a completion shows in estimates after at most this long. 0: every submit.
+    ESTIMATE_CACHE_SECONDS: float = Field(10, ge=0, le=3600)
+
+    # --- budgets and approval (issue 15: orchestrator/domain/budget.py, orchestrator/spending.py) ---
+    # "tenant:T=500/month,channel:C0123=50/month,user:U0456=20/week" (USD): the base; budgets set at run
+    # time (Slack /train budget set, REST PUT /budgets) are stored and override it per scope and key.
+    BUDGETS: Annotated[tuple[Budget, ...], NoDecode] = ()
+    # How often the dispatcher checks running jobs against their budgets (orchestrator/budget_stops.py): one
+    # bounded read per tenant with running jobs. A used-up budget stops them at their next checkpoint.
+    BUDGET_CHECK_SECONDS: float = Field(30.0, gt=0, le=3600)
 
     # --- REST API ---
     PORT: int = 8080
@@ -301,6 +330,11 @@ class Settings(DerivedSettings, BaseSettings):
     @classmethod
     def _api_tokens(cls, value: object) -> object:
         return parse_api_tokens(value)
+
+    @field_validator("BUDGETS", mode="before")
+    @classmethod
+    def _budgets(cls, value: object) -> object:
+        return parse_budgets_setting(value)
 
     @field_validator("STOP_RETRY_MAX_SECONDS")
     @classmethod

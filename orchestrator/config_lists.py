@@ -16,6 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic_settings import NoDecode
 
+from orchestrator.domain.budget import Budget, parse_budgets
 from orchestrator.domain.spec import LIMITS
 
 # A comma-separated list setting; NoDecode keeps pydantic-settings from reading it as JSON first,
@@ -39,12 +40,17 @@ def split_commas(raw: object) -> list[str]:
 
 
 class ApiToken(BaseModel):
-    """One LAXAI_API_TOKENS entry: a bearer token and the tenant it acts for."""
+    """One LAXAI_API_TOKENS entry: a bearer token, the tenant it acts for, and whether it is an admin's
+    (``token:tenant:admin``: it may approve or reject jobs held by a budget, and set budgets)."""
 
     model_config = ConfigDict(frozen=True)
 
     token: SecretStr
     tenant: str
+    admin: bool = False
+
+
+ADMIN_SUFFIX = ":admin"
 
 
 def _token_problem(token: str, colon: str, tenant: str, seen: set[str]) -> str | None:
@@ -59,7 +65,8 @@ def _token_problem(token: str, colon: str, tenant: str, seen: set[str]) -> str |
 
 
 def parse_api_tokens(raw: object) -> tuple[ApiToken, ...] | None:
-    """``"token1:tenant-a,token2:tenant-b"`` -> the entries; blank -> None (a local token is used)."""
+    """``"token1:tenant-a,token2:tenant-b:admin"`` -> the entries; blank -> None (a local token is used).
+    A trailing ``:admin`` marks an admin's token (so a tenant id cannot end in ``:admin``)."""
     if isinstance(raw, Mapping):
         raw = [f"{token}:{tenant}" for token, tenant in raw.items()]
     elif isinstance(raw, tuple) and all(isinstance(item, ApiToken) for item in raw):
@@ -68,14 +75,16 @@ def parse_api_tokens(raw: object) -> tuple[ApiToken, ...] | None:
     parsed, seen, problems = [], set(), []
     for number, entry in enumerate(entries, 1):
         token, colon, tenant = (part.strip() for part in entry.partition(":"))
+        admin = tenant.endswith(ADMIN_SUFFIX)
+        tenant = tenant.removesuffix(ADMIN_SUFFIX).strip() if admin else tenant
         problem = _token_problem(token, colon, tenant, seen)
         if problem:
             problems.append(f"entry {number} {problem}")
             continue
         seen.add(token)
-        parsed.append(ApiToken(token=SecretStr(token), tenant=tenant))
+        parsed.append(ApiToken(token=SecretStr(token), tenant=tenant, admin=admin))
     if problems:
-        raise ValueError(f"LAXAI_API_TOKENS must look like token1:tenant-a,token2:tenant-b: "
+        raise ValueError(f"LAXAI_API_TOKENS must look like token1:tenant-a,token2:tenant-b:admin: "
                          f"{'; '.join(problems)} (of {len(entries)})")
     return tuple(parsed) or None
 
@@ -88,3 +97,14 @@ def parse_audiences(raw: object, name: str) -> tuple[str, ...] | None:
         raise ValueError(f"{name} takes comma-separated audiences such as https://SERVICE/pubsub/push, "
                          f"without spaces or quotes inside one (got {bad[0]!r}; a missing comma?)")
     return tuple(items) or None
+
+
+def parse_budgets_setting(raw: object) -> tuple[Budget, ...]:
+    """BUDGETS: ``"tenant:T=500/month,channel:C0123=50/month,user:U0456=20/week"`` (USD) -> the budgets."""
+    if isinstance(raw, tuple) and all(isinstance(item, Budget) for item in raw):
+        return raw
+    try:
+        return parse_budgets(split_commas(raw))
+    except ValueError as exc:
+        raise ValueError(f"BUDGETS must look like tenant:T=500/month,channel:C0123=50/month,user:U0456=20/week "
+                         f"(USD; scopes tenant, channel, user; periods week, month): {exc}") from None

@@ -19,6 +19,10 @@ Write budget (stores/write_budget.py): a pass leaves a job too young to claim fo
 a later pass (``deferred_for`` says when), and records its launches one gap after
 their claims (one wait for the whole pass).
 
+Budget stops (orchestrator/budget_stops.py): a pass also checks, at most every
+BUDGET_CHECK_SECONDS, whether a budget covering running jobs is used up, and asks
+those jobs to stop at their next checkpoint.
+
 Queue messages only wake the dispatcher; the store is the truth, so a job over the
 cap stays queued and is started when a slot frees, whatever the queue's retry
 policy does.
@@ -45,12 +49,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from orchestrator.backends import Backend
+from orchestrator.budget_stops import BudgetStops
 from orchestrator.domain.fair_share import fair_order
 from orchestrator.domain.job import EndReason, Job, utcnow
 from orchestrator.domain.transitions import claim, record_execution, requeue
 from orchestrator.health import LoopHealth, describe
 from orchestrator.launchers.base import LaunchError
 from orchestrator.recovery import Recovery, attempt_rates
+from orchestrator.spending import Spending
 from orchestrator.stores.write_budget import WriteBudget
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,8 @@ class Dispatcher:
         self.budget = WriteBudget(self.settings.write_gap)
         self._due: float | None = None  # monotonic time a job deferred by the last pass may be claimed
         self.recovery = Recovery(backend)
+        # Running jobs over a used-up budget stop at their next checkpoint (orchestrator/budget_stops.py).
+        self.budget_stops = BudgetStops(Spending(backend), self.settings.BUDGET_CHECK_SECONDS)
         self.health = LoopHealth("dispatcher", self.settings.LOOP_FAILURE_LIMIT, self.settings.DISPATCH_INTERVAL)
 
     # -- one pass -------------------------------------------------------------
@@ -96,6 +104,7 @@ class Dispatcher:
             if not self.store.try_lock(LOCK_NAME, self.owner, self._lock_ttl, now):
                 return None
             self.recover(now)
+            self.budget_stops.check(now)
             return self.dispatch(now)
         finally:
             self._pass.release()
@@ -261,3 +270,4 @@ class Dispatcher:
             self.store.release_lock(LOCK_NAME, self.owner)
         except Exception:  # noqa: BLE001 - the lock expires on its own
             log.debug("release of dispatcher lock failed", exc_info=True)
+        self.budget_stops.spending.close()

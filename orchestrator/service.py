@@ -11,13 +11,16 @@ import logging
 from collections.abc import Callable, Iterable
 
 from orchestrator.backends import Backend, gpu_types_available
+from orchestrator.domain.cost_cap import stopped_for_budget
 from orchestrator.domain.errors import FieldError, SpecError
 from orchestrator.domain.job import Job, Origin, Progress, utcnow
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
-from orchestrator.domain.transitions import request_cancel
+from orchestrator.domain.transitions import approve, hold_for_approval, reject, request_cancel
+from orchestrator.estimates import Estimator
 from orchestrator.launchers.local import log_path
 from orchestrator.registry.base import ModelEntry
+from orchestrator.spending import Spending
 from orchestrator.trust import checks as trust_checks
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,10 @@ class NotFound(LookupError):
 
 class Conflict(RuntimeError):
     """The job is not in a state that allows this."""
+
+
+class NotAllowed(PermissionError):
+    """The caller may not do this (e.g. approve a held job without being an admin); nothing changed."""
 
 
 class QueueFull(RuntimeError):
@@ -67,12 +74,15 @@ class JobService:
         self.settings = backend.settings
         # Front-end hooks by origin source: where a retry of such a job reports (see retry()).
         self.retry_threads: dict[str, RetryThread] = {}
+        self.estimates = Estimator(backend)  # the estimate before launch, set on every new job
+        self.spending = Spending(backend)  # budgets: a job over one waits for an admin (approve/reject)
 
     # -- submit -----------------------------------------------------------
 
     def submit(self, spec: JobSpec, origin: Origin, idempotency_key: str | None = None,
-               retry_of: str | None = None) -> tuple[Job, bool]:
-        """Store and enqueue a job; (job, created). A reused idempotency key returns the first job."""
+               retry_of: str | None = None, resume_from: str | None = None) -> tuple[Job, bool]:
+        """Store and enqueue a job; (job, created). A reused idempotency key returns the first job.
+        ``resume_from``: a job of the same tenant whose last.pt this one continues from (a Retry of a cost stop)."""
         check_dataset(spec, self.backend)
         check_gpu_type(spec, gpu_types_available(self.settings))
         job = Job(
@@ -80,14 +90,22 @@ class JobService:
             spec=spec,
             origin=origin,
             retry_of=retry_of,
+            resume_from=resume_from,
             idempotency_key=idempotency_key,
             progress=Progress(total_epochs=spec.training_params.epochs, message="Queued"),
         )
         self.check_queue_room(job.tenant_id, idempotency_key)
+        job = self.estimates.attach(job)
+        job = self.hold_if_over_budget(job)
         job, created = self.store.create(job)
-        if created:
+        if created and job.status is JobStatus.QUEUED:  # a held job waits for approve() to wake it
             self.wake(job.task_id)
         return job, created
+
+    def hold_if_over_budget(self, job: Job) -> Job:
+        """The job as it is stored: awaiting_approval, naming the budgets its estimate would cross, or as is."""
+        over = self.spending.check(job)
+        return (hold_for_approval(job, over, utcnow()) or job) if over else job
 
     def check_queue_room(self, tenant_id: str, idempotency_key: str | None = None) -> None:
         """Refuse a new job of a tenant that has MAX_QUEUED_PER_TENANT queued already (QueueFull).
@@ -146,6 +164,31 @@ class JobService:
             return self.get(tenant_id, task_id), False
         return changed, True
 
+    def approve(self, tenant_id: str, task_id: str, by: str, admin: bool) -> Job:
+        """An admin lets a job held by a budget run: awaiting_approval -> queued, and the dispatcher is woken.
+        NotAllowed for a non-admin, Conflict when the job is not awaiting approval."""
+        return self._decide(tenant_id, task_id, by, admin, lambda j: approve(j, by, utcnow()), "approve")
+
+    def reject(self, tenant_id: str, task_id: str, by: str, admin: bool, reason: str | None = None) -> Job:
+        """An admin refuses a held job: it ends cancelled with the reason. NotAllowed / Conflict as approve."""
+        return self._decide(tenant_id, task_id, by, admin, lambda j: reject(j, by, utcnow(), reason), "reject")
+
+    def _decide(self, tenant_id: str, task_id: str, by: str, admin: bool, move: Callable[[Job], Job | None],
+                verb: str) -> Job:
+        self.get(tenant_id, task_id)  # another tenant's job: NotFound, whoever asks
+        if not admin:
+            raise NotAllowed(f"only an admin may {verb} a job held by a budget")
+        changed = self.store.update(task_id, move, kind=verb)
+        if changed is None:
+            current = self.get(tenant_id, task_id)
+            decided = current.approval and current.approval.decision
+            raise Conflict(f"job {task_id} is {current.status.value}; only a job awaiting approval can be "
+                           f"{verb.rstrip('e')}ed" + (f" (it was {decided} by {current.approval.decided_by})"
+                                                      if decided else ""))
+        if changed.status is JobStatus.QUEUED:
+            self.wake(task_id)
+        return changed
+
     def give_retries_threads(self, source: str, thread_of: RetryThread) -> None:
         """A front end's hook: ``thread_of(original)`` is the thread a retry of its job reports in
         (e.g. the Slack extension's: the original's card), or None when it doesn't know yet."""
@@ -168,5 +211,11 @@ class JobService:
                       or (origin.thread_ts if origin is not None else None))
             base = base.model_copy(update={"channel": original.origin.channel, "thread_ts": thread,
                                            "team": original.origin.team})
-        job, _ = self.submit(original.spec, base, idempotency_key=idempotency_key, retry_of=original.task_id)
+        # A job its cost cap or a budget stopped continues from its checkpoint: the epochs paid for stay done.
+        # (One stopped before its first checkpoint passes on the one it resumed from.)
+        resume = None
+        if stopped_for_budget(original):
+            resume = original.task_id if original.artifacts.last_checkpoint else original.resume_from
+        job, _ = self.submit(original.spec, base, idempotency_key=idempotency_key, retry_of=original.task_id,
+                             resume_from=resume)
         return job

@@ -12,11 +12,11 @@ closing write left it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from orchestrator.domain.cost_cap import budget_stop
 from orchestrator.domain.job import EndReason, Job, JobError, Progress, utcnow
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import finish, heartbeat, requeue
@@ -77,6 +77,8 @@ def close(attempt: Attempt, outcome: Outcome) -> Ended:
         return Ended(EXIT_NOT_OURS)
     if reason is StopReason.CANCEL:
         return _cancelled(attempt)
+    if reason is StopReason.BUDGET:
+        return _budget_stopped(attempt)
     if reason is StopReason.TIMEOUT:
         return _timeout(attempt)
     if reason is StopReason.SIGTERM:
@@ -92,7 +94,8 @@ def fail(attempt: Attempt, error: JobError, reason: EndReason = EndReason.FAILED
     if ctx.flags.lost:
         return Ended(EXIT_NOT_OURS)
     kept = _kept(attempt)
-    return _failed_write(ctx, attempt.job, attempt.background, attempt.setup.pricing, error, reason, kept)
+    return _failed_write(ctx, attempt.job, attempt.background, attempt.setup.pricing, error, reason, kept,
+                         _trained(attempt))
 
 
 def fail_unstarted(ctx: Context, job: Job, failure: Failure, pricing: Pricing | None) -> Ended:
@@ -172,18 +175,18 @@ def _completed(attempt: Attempt, trained: Trained) -> Ended:
         ctx, attempt.background,
         lambda j: finish(j, ctx.number, EndReason.COMPLETED, utcnow(), pricing.rates, pricing.estimate,
                          metrics=trained.metrics, artifacts=results.artifacts, progress=results.progress,
-                         detail=results.detail),
+                         detail=results.detail, training_seconds=_trained(attempt)),
         "status:completed",
     )
 
 
 def _failed_write(ctx: Context, job: Job, background: Background | None, pricing: Pricing, error: JobError,
-                  reason: EndReason, kept: Kept) -> Ended:
+                  reason: EndReason, kept: Kept, trained: float | None = None) -> Ended:
     progress = _progress(job, f"Failed: {error.message}"[:200], kept.epochs)
     return _closing_write(
         ctx, background,
         lambda j: finish(j, ctx.number, reason, utcnow(), pricing.rates, pricing.estimate, error=error,
-                         artifacts=kept.artifacts, progress=progress),
+                         artifacts=kept.artifacts, progress=progress, training_seconds=trained),
         "status:failed",
     )
 
@@ -196,8 +199,24 @@ def _cancelled(attempt: Attempt) -> Ended:
     return _closing_write(
         ctx, attempt.background,
         lambda j: finish(j, ctx.number, EndReason.CANCELLED, utcnow(), pricing.rates, pricing.estimate,
-                         artifacts=kept.artifacts, progress=progress,
+                         artifacts=kept.artifacts, progress=progress, training_seconds=_trained(attempt),
                          detail=f"cancelled by {j.cancel.by}" if j.cancel else None),
+        "status:cancelled",
+    )
+
+
+def _budget_stopped(attempt: Attempt) -> Ended:
+    """The cost cap or a budget stopped the job at the checkpoint just uploaded: cancelled by ``budget``
+    (orchestrator/domain/cost_cap.py words it), its last.pt kept for a Retry to continue from."""
+    ctx, pricing = attempt.ctx, attempt.setup.pricing
+    kept = _kept(attempt)
+    total = attempt.job.spec.training_params.epochs
+    progress = _progress(attempt.job, f"Stopped at epoch {kept.epochs}/{total}", kept.epochs)
+    why = ctx.flags.budget_why  # a budget's words; None: the cap's, from the cost the write records
+    return _closing_write(
+        ctx, attempt.background,
+        lambda j: budget_stop(j, ctx.number, utcnow(), pricing.rates, pricing.estimate, why=why,
+                              progress=progress, artifacts=kept.artifacts, training_seconds=_trained(attempt)),
         "status:cancelled",
     )
 
@@ -214,7 +233,8 @@ def _timeout(attempt: Attempt) -> Ended:
     return _closing_write(
         ctx, attempt.background,
         lambda j: finish(j, ctx.number, EndReason.TIMEOUT, utcnow(), pricing.rates, pricing.estimate, error=error,
-                         artifacts=kept.artifacts, progress=progress, detail=error.message),
+                         artifacts=kept.artifacts, progress=progress, detail=error.message,
+                         training_seconds=_trained(attempt)),
         "status:failed",
     )
 
@@ -227,7 +247,7 @@ def _requeue(attempt: Attempt, reason: EndReason, why: str) -> Ended:
         ctx, attempt.background,
         lambda j: requeue(j, ctx.number, reason, utcnow(), pricing.rates, ctx.settings.MAX_RECOVERIES,
                           pricing.estimate, detail=detail, lost_seconds=round(kept.lost_seconds, 3),
-                          end_epoch=kept.epochs, artifacts=kept.artifacts),
+                          end_epoch=kept.epochs, artifacts=kept.artifacts, training_seconds=_trained(attempt)),
         "status:queued",
     )
 
@@ -257,15 +277,21 @@ def _continuation(attempt: Attempt) -> Ended:
 
 
 def _kept(attempt: Attempt) -> Kept:
-    """The newest checkpoint in the artifact store: this attempt's upload, else an earlier attempt's."""
-    ctx = attempt.ctx
+    """The newest checkpoint in the artifact store: this attempt's upload, else an earlier attempt's; and the
+    training since it (only time in the training loop: set-up before it is overhead, see worker/timing.py)."""
+    ctx, clock = attempt.ctx, attempt.background.clock
     uploaded = attempt.background.uploader.uploaded.get(LAST)
     if uploaded is not None:
-        return Kept({"last_checkpoint": uploaded.uri}, uploaded.epochs_done, time.monotonic() - uploaded.saved_at)
+        return Kept({"last_checkpoint": uploaded.uri}, uploaded.epochs_done, clock.lost_since(uploaded.saved_at))
     artifacts = {}
     if ctx.backend.artifacts.exists(ctx.task_id, LAST):  # from an earlier attempt
         artifacts["last_checkpoint"] = ctx.backend.artifacts.uri(ctx.task_id, LAST)
-    return Kept(artifacts, attempt.setup.start_epoch, time.monotonic() - attempt.budget.started)
+    return Kept(artifacts, attempt.setup.start_epoch, clock.lost_since(None))
+
+
+def _trained(attempt: Attempt) -> float | None:
+    """Seconds this attempt spent in the training loop (None: it never began), for the cost split."""
+    return attempt.background.clock.seconds()
 
 
 def _progress(job: Job, message: str, epochs: int) -> Progress:

@@ -19,7 +19,6 @@ starting weights) is an explicit None from the start.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +34,8 @@ from worker import checkpoints, datasets, offline, signals
 from worker.checkpoints import CheckpointUploader, ResumePoint
 from worker.gate import GatedStore, WriteGate
 from worker.reporter import Heartbeat, ProgressReporter
-from worker.stop import Budget, StopCheck, StopFlags, StopReason
+from worker.stop import Budget, CostMeter, StopCheck, StopFlags, StopReason
+from worker.timing import TrainingClock
 from worker.wandb_log import WandbRun
 
 if TYPE_CHECKING:  # imported at run time only after worker.offline.prepare()
@@ -122,6 +122,8 @@ def setup(ctx: Context, job: Job) -> Setup:
     weights = ctx.run_dir / "train" / "weights"  # where Ultralytics will look for last.pt
     try:
         resume = checkpoints.fetch_resume(ctx.backend.artifacts, ctx.task_id, weights)
+        if resume is None and job.resume_from:  # a Retry of a job stopped for its cost: go on from its last.pt
+            resume = checkpoints.fetch_resume(ctx.backend.artifacts, job.resume_from, weights)
     except Exception as exc:  # noqa: BLE001 - our own last.pt refused by the safe loader
         raise SetupFailed(exc, pricing) from exc
     return Setup(device, pricing, resume)
@@ -149,18 +151,24 @@ def _pricing(settings: Settings, job: Job, device: Device) -> Pricing:
 
 @dataclass(frozen=True)
 class Background:
-    """The attempt's threads: the lease heartbeat, the progress reporter, the checkpoint uploader."""
+    """The attempt's threads: the lease heartbeat, the progress reporter, the checkpoint uploader; and the
+    training clock the reporter stamps on the attempt (worker/timing.py)."""
 
     heartbeat: Heartbeat
     reporter: ProgressReporter
     uploader: CheckpointUploader
+
+    @property
+    def clock(self) -> TrainingClock:
+        return self.reporter.clock
 
     @classmethod
     def of(cls, ctx: Context, pricing: Pricing) -> Background:
         s = ctx.settings
         return cls(
             Heartbeat(ctx.store, ctx.task_id, ctx.number, s.LEASE_SECONDS, ctx.flags, cancel_poll=s.CANCEL_POLL_SECONDS),
-            ProgressReporter(ctx.store, ctx.task_id, ctx.number, s.PROGRESS_INTERVAL, ctx.flags, cost=pricing.cost),
+            ProgressReporter(ctx.store, ctx.task_id, ctx.number, s.PROGRESS_INTERVAL, ctx.flags, cost=pricing.cost,
+                             clock=TrainingClock()),
             CheckpointUploader(ctx.backend.artifacts, ctx.task_id, ctx.run_dir / f".staging-{ctx.number}", ctx.flags,
                                ctx.number),
         )
@@ -194,7 +202,13 @@ class Attempt:
 
     @property
     def stop_check(self) -> StopCheck:
-        return StopCheck(self.ctx.flags, self.budget)
+        return StopCheck(self.ctx.flags, self.budget, self.meter)
+
+    @property
+    def meter(self) -> CostMeter:
+        """The job's cost so far against its ``max_cost_usd``, priced as the closing write will price it."""
+        return CostMeter(self.job.spec.max_cost_usd, self.budget.prior_seconds, self.ctx.process_started,
+                         self.setup.pricing.rates.per_second)
 
 
 def open_attempt(ctx: Context, job: Job, found: Setup) -> Attempt:
@@ -209,15 +223,15 @@ def open_attempt(ctx: Context, job: Job, found: Setup) -> Attempt:
 
 
 def budget_for(ctx: Context, job: Job) -> Budget:
-    """This attempt's time limits: TRAINING_TIMEOUT over all attempts, and the continuation deadline."""
-    now = time.monotonic()
+    """This attempt's time limits: TRAINING_TIMEOUT over all attempts, and the continuation deadline.
+    Both count from the process's start, as billing (the earlier attempts' billed seconds) and the
+    platform's per-execution clock do: start-up and imports use the job's time too."""
     settings = ctx.settings
     continue_after = None
     if settings.TASK_TIMEOUT > 0:
-        # The platform's clock started with the process, a little before this attempt's.
-        continue_after = settings.TASK_TIMEOUT - settings.TASK_TIMEOUT_MARGIN - (now - ctx.process_started)
+        continue_after = settings.TASK_TIMEOUT - settings.TASK_TIMEOUT_MARGIN
     prior = sum(a.billed_seconds for a in job.attempts[:-1])
-    return Budget(started=now, prior_seconds=prior, training_timeout=settings.TRAINING_TIMEOUT,
+    return Budget(started=ctx.process_started, prior_seconds=prior, training_timeout=settings.TRAINING_TIMEOUT,
                   continue_after=continue_after)
 
 

@@ -20,9 +20,10 @@ from collections.abc import Callable
 
 from orchestrator.domain.job import CostSummary, Job, Progress, utcnow
 from orchestrator.domain.status import JobStatus
-from orchestrator.domain.transitions import heartbeat, report_progress
+from orchestrator.domain.transitions import heartbeat, mark_training, report_progress
 from orchestrator.stores.base import JobStore
 from worker.stop import StopFlags, StopReason
+from worker.timing import TrainingClock
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ def _notice_cancel(job: Job, flags: StopFlags) -> None:
     if job.status is JobStatus.CANCELLING and not flags.is_set(StopReason.CANCEL):
         log.info("cancel requested by %s; stopping after this batch", job.cancel.by if job.cancel else "?")
         flags.set(StopReason.CANCEL)
+    if job.budget_stop is not None and not flags.is_set(StopReason.BUDGET):
+        # A budget ran out (the service's budget pass): stop at the next checkpoint, not mid-epoch.
+        log.info("budget stop requested (%s); stopping at the next checkpoint", job.budget_stop.detail)
+        flags.set(StopReason.BUDGET, job.budget_stop.detail)
 
 
 class Heartbeat:
@@ -104,16 +109,18 @@ class ProgressReporter:
     ``offer`` is called from the training thread and only stores the update; a
     background thread writes. Updates that arrive between two writes are
     coalesced: the newest progress wins and metrics are merged, so Firestore's
-    ~1 write/s per document is respected.
+    ~1 write/s per document is respected. Each write also stamps the training ``clock``'s
+    marks on the attempt (worker/timing.py), so the cost split needs no writes of its own.
     """
 
     def __init__(self, store: JobStore, task_id: str, attempt: int, interval: float, flags: StopFlags,
-                 cost: Callable[[Job], CostSummary] | None = None):
+                 cost: Callable[[Job], CostSummary] | None = None, clock: TrainingClock | None = None):
         self.store, self.task_id, self.attempt = store, task_id, attempt
         self.interval = interval
         self.min_gap = min(1.0, interval)  # even epoch ends wait this long after the previous write
         self.flags = flags
         self.cost = cost
+        self.clock = clock or TrainingClock()
         self._cond = threading.Condition()
         self._progress: Progress | None = None
         self._metrics: dict[str, float] = {}
@@ -169,6 +176,8 @@ class ProgressReporter:
             self._last_write = time.monotonic()
 
         def apply(job: Job) -> Job | None:
+            # The marks first, so the cost written with them is already split by them.
+            job = mark_training(job, self.attempt, self.clock.started_at, self.clock.checkpoint_at)
             return report_progress(job, self.attempt, progress, metrics or None, utcnow(),
                                    self.cost(job) if self.cost else None)
 

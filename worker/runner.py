@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from orchestrator.backends import open_backend
 from orchestrator.config import load_settings
 from orchestrator.domain.job import Job, utcnow
 from orchestrator.domain.transitions import worker_started
 from orchestrator.stores.base import StoreError
-from worker import closing, fenced, prepare, signals
+from worker import closing, dataset_size, fenced, prepare, signals
 from worker.closing import Ended
 from worker.fenced import EXIT_NOT_OURS, EXIT_OK, EXIT_STORE_ERROR, NotOurs
 from worker.outcome import Outcome, error_from, setup_failure, training_outcome
@@ -60,9 +61,11 @@ def run_attempt(ctx: Context) -> int:
                                       failed.pricing).code
     ctx.store.await_launch_record(ctx.task_id, ctx.number)  # the start keeps its distance from the launch record
     device, start_epoch = found.device.description, found.start_epoch
+    # Billed from the process's start, not this write: imports and set-up are paid for too.
+    began = utcnow() - timedelta(seconds=time.monotonic() - ctx.process_started)
     try:
         started = fenced.write(ctx.store, ctx.task_id, lambda j: worker_started(
-            j, ctx.number, utcnow(), ctx.settings.LEASE_SECONDS, device, start_epoch), "worker_started")
+            j, ctx.number, utcnow(), ctx.settings.LEASE_SECONDS, device, start_epoch, began), "worker_started")
     except NotOurs:
         log.error("attempt %d of %s was taken over before it started; exiting", ctx.number, ctx.task_id)
         return EXIT_NOT_OURS
@@ -114,10 +117,12 @@ def _train(attempt: Attempt) -> Outcome:
     ctx, stop = attempt.ctx, attempt.stop_check
     try:
         inputs = prepare.inputs(attempt, stop)
+        dataset_size.record(attempt, inputs.data_yaml)  # for the estimates of later jobs
         session = TrainingSession(
             spec=attempt.job.spec, data_yaml=inputs.data_yaml, run_dir=ctx.run_dir, device=attempt.setup.device,
             resume=attempt.setup.resume, stop=stop, reporter=attempt.background.reporter,
             uploader=attempt.background.uploader, wandb=attempt.wandb, weights=inputs.weights,
+            clock=attempt.background.clock,
         )
         return Outcome(completed=session.train())
     except Exception as exc:  # noqa: BLE001 - the job fails (or stops) with the error's words

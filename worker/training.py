@@ -25,6 +25,7 @@ from worker.gpu import GpuUnavailable, gpu_unavailable_message, nvidia_driver
 from worker.outcome import Trained
 from worker.reporter import ProgressReporter
 from worker.stop import StopCheck
+from worker.timing import TrainingClock
 from worker.wandb_log import WandbRun
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class TrainingSession:
     uploader: CheckpointUploader
     wandb: WandbRun
     weights: Path | None = None  # the checked local file of model_params.weights, when given
+    clock: TrainingClock = field(default_factory=TrainingClock)  # the loop's times, for the cost split
     epochs_done: int = 0  # finished epochs of the job (not only of this attempt)
     start_epoch: int = field(default=0, init=False)  # where this attempt began
     final_metrics: dict[str, float] = field(default_factory=dict)
@@ -153,7 +155,10 @@ class TrainingSession:
         self._add_callbacks(model)
         # Timing lines (two per attempt) that bench/ reads to compare with a bare YOLO(...).train(...).
         started_wall, started, cpu = time.time(), time.monotonic(), time.process_time()
-        model.train(**args)
+        try:
+            model.train(**args)
+        finally:
+            self.clock.end()  # finished, stopped or failed: what follows (final uploads) is overhead
         log.info("training call: started at unix %.3f, took %.3f s (CPU %.3f s), peak RSS %.1f MiB",
                  started_wall, time.monotonic() - started, time.process_time() - cpu, peak_rss_mib())
         trainer = model.trainer
@@ -206,6 +211,7 @@ class TrainingSession:
 
     def _on_train_start(self, trainer: Any) -> None:
         self._train_started = time.monotonic()
+        self.clock.start()  # the loop begins: data, model build and the first validation set-up came before
         self.start_epoch = self.epochs_done = int(trainer.start_epoch)
 
     def _on_epoch_start(self, trainer: Any) -> None:
@@ -229,6 +235,7 @@ class TrainingSession:
 
     def _on_model_save(self, trainer: Any) -> None:
         self._saved_epoch = trainer.epoch
+        self.clock.checkpoint()
         done = trainer.epoch + 1
         # Staged copies are local and quick; uploads happen on the uploader's thread.
         self.uploader.submit(LAST, Path(trainer.last), done)
@@ -255,7 +262,7 @@ class TrainingSession:
         except Exception:  # noqa: BLE001 - reporting never breaks training
             log.warning("could not report epoch %d", self.epochs_done, exc_info=True)
         if self.epochs_done < self.total_epochs:  # after the last epoch, finishing beats stopping
-            self.stop.check()
+            self.stop.check(checkpoint=True)  # last.pt of this epoch is saved: a cost stop may end here
 
     # -- progress --------------------------------------------------------------
 

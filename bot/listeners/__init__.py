@@ -12,7 +12,8 @@ import re
 
 from slack_bolt import App
 
-from bot import blocks, modal
+from bot import approval, blocks, modal
+from bot.listeners.approvals import Approvals
 from bot.listeners.buttons import Buttons
 from bot.listeners.form import FormSubmission
 from bot.listeners.parts import FrontEndParts
@@ -27,3 +28,7 @@ def register(app: App, parts: FrontEndParts) -> None:
     app.action(blocks.RETRY_ACTION)(buttons.on_retry)
     app.action(blocks.WANDB_ACTION)(buttons.on_link)
     app.view(modal.CALLBACK_ID)(form.on_submit)
+    approvals = Approvals(parts)  # a job held over a budget (bot/approval.py)
+    app.action(approval.APPROVE_ACTION)(approvals.on_approve)
+    app.action(approval.REJECT_ACTION)(approvals.on_reject)
+    app.view(approval.REJECT_CALLBACK)(approvals.on_reason)

@@ -14,10 +14,14 @@ from slack_bolt import Ack, BoltContext
 
 from orchestrator.domain.errors import SpecError
 from orchestrator.domain.job import Job
+from orchestrator.domain.status import JobStatus
 from orchestrator.service import Conflict, QueueFull
+from orchestrator.spend_reports import spend_report
 
-from bot import blocks, commands, modal
+from bot import approval, blocks, commands, cost_blocks, modal
 from bot.access import Caller, JobLookupError
+from bot.budget_command import BudgetList, BudgetRemove, BudgetSet
+from bot.listeners.budgets import BudgetReplies
 from bot.listeners.caller import caller_of, idempotency_key, slack_origin
 from bot.listeners.parts import FrontEndParts
 from bot.listeners.submit import NotSubmitted, submit
@@ -25,6 +29,7 @@ from bot.options import OptionErrors, spec_error_to_options
 
 log = logging.getLogger(__name__)
 
+BUDGET_COMMANDS = (BudgetList, BudgetSet, BudgetRemove)  # /train budget … (bot/budget_command.py)
 SLOW_ACK = 2.0  # seconds; past this an ack is logged as slow (Slack gives up at 3)
 BOOM = ":boom: Something went wrong on our side. Check `/train list` before trying again."
 
@@ -34,6 +39,7 @@ class SlashCommand:
 
     def __init__(self, parts: FrontEndParts):
         self.parts = parts
+        self.budgets = BudgetReplies(parts)
 
     def on_command(self, ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         started = time.monotonic()
@@ -66,6 +72,12 @@ class SlashCommand:
             return self.submit(caller, command.values)
         if isinstance(command, commands.ListJobs):
             return blocks.list_message(self.parts.service.list(caller.tenant, channel=caller.channel, limit=10))
+        if isinstance(command, BUDGET_COMMANDS):
+            return self.budgets.reply(caller, command)
+        if isinstance(command, commands.Costs):  # the team's spend (orchestrator/spend_reports.py)
+            jobs = self.parts.service
+            return cost_blocks.costs_message(spend_report(jobs.store, getattr(jobs, "spending", None),
+                                                          caller.tenant, command.period))
         return self.about_job(caller, command)
 
     def about_job(self, caller: Caller, command: commands.Status | commands.Cancel | commands.Retry) -> blocks.Message:
@@ -109,6 +121,8 @@ class SlashCommand:
             if exc.reason == "options":
                 return blocks.errors_message(exc.errors)
             return blocks.notice(exc.words())
+        if job.status is JobStatus.AWAITING_APPROVAL:
+            return approval.submitted(job, created)
         return blocks.submitted(job, created)
 
     def cancel(self, caller: Caller, job: Job) -> blocks.Message:

@@ -26,7 +26,7 @@ from dataclasses import replace
 from slack_sdk import WebClient
 
 from orchestrator.domain.job import Job
-from orchestrator.domain.status import TERMINAL_STATUSES
+from orchestrator.domain.status import TERMINAL_STATUSES, JobStatus
 from orchestrator.runtime import Runtime
 from orchestrator.stores.base import ChangeEvent, StoreError, Watch
 
@@ -35,6 +35,7 @@ from bot.config import SlackSettings
 from bot.ledger import Ledger
 from bot.notifier.lease import NotifierLease
 from bot.notifier.poster import SlackPoster
+from bot.notifier.queue_cards import QueueCards
 from bot.notifier.state import Track
 from bot.notifier.steps import Steps
 from bot.notifier.work import Work, candidates
@@ -75,6 +76,9 @@ class Notifier:
         # Jobs found to need nothing, by the version seen: a rescan needn't read their records again.
         self._done: dict[str, int] = {}
         self._cond = threading.Condition()
+        # Queued cards show their place in line, which moves when other jobs change (queue_cards.py).
+        self.queue_cards = QueueCards(self.store, runtime.settings, settings.SLACK_CARD_MIN_INTERVAL, clock,
+                                      self._cond)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: Watch | None = None
@@ -138,19 +142,22 @@ class Notifier:
         self._last_scan = self.clock()
         try:
             jobs = [*self.store.active(), *self.store.queued(limit=1000),
+                    *self.store.list(statuses={JobStatus.AWAITING_APPROVAL}, limit=1000),  # their requests
                     *self.store.list(statuses=TERMINAL_STATUSES, limit=SCAN_TERMINAL)]
         except StoreError:
             log.warning("Slack notifier: could not scan the store; relying on the change feed", exc_info=True)
             return
         cutoff = time.time() - SCAN_MAX_AGE
         for job in jobs:
+            self.queue_cards.noticed(job)
             if job.finished_at is None or job.finished_at.timestamp() >= cutoff:
                 self._observe(job)
 
     def idle(self) -> bool:
         """No message is owed and no card edit is pending (failures waiting count as owed)."""
         with self._cond:
-            return not self._busy and all(t.finished() for t in self._tracks.values())
+            return (not self._busy and all(t.finished() for t in self._tracks.values())
+                    and not self.queue_cards.pending(self._tracks.values()))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -163,6 +170,9 @@ class Notifier:
     # -- input ------------------------------------------------------------------
 
     def _on_event(self, event: ChangeEvent) -> None:
+        if self.queue_cards.noticed(event.job):  # any job, any channel: queued cards may move
+            with self._cond:
+                self._cond.notify_all()
         if event.kind == "notify" and self._holds(event.job):
             return  # an old notifier's bookkeeping on the job, of a version known here already
         self._observe(event.job)
@@ -188,6 +198,8 @@ class Notifier:
             track = self._tracks.get(job.task_id)
             if track is None:
                 self._tracks[job.task_id] = fresh
+                if job.status is JobStatus.QUEUED:
+                    self.queue_cards.touch()  # its card needs its place in line
             elif job.version >= track.job.version:
                 self._tracks[job.task_id] = track.seen(job, None, self.default_gpu)
             self._cond.notify_all()
@@ -245,11 +257,12 @@ class Notifier:
                 continue
             if self.clock() - self._last_scan > RESCAN_SECONDS:
                 self.scan()
+            self.queue_cards.refresh(lambda: list(self._tracks.values()), self._amend, self.default_gpu)
             with self._cond:
                 track, work, wait = self._pick()
                 if work is None or track is None:
                     self._busy = False
-                    nudged = self._cond.wait(timeout=min(wait, 5.0))
+                    nudged = self._cond.wait(timeout=min(wait, self.queue_cards.wait(), 5.0))
                     continue
                 self._busy = True
             try:

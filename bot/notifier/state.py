@@ -66,6 +66,7 @@ class Track:
     plain: frozenset[str] = NOTHING  # keys Slack refused as blocks: send text only
     best_map: float | None = None
     linked: bool = False  # a retry's original knows about it
+    queue: str | None = None  # its place in line while queued, for the card (bot/notifier/queue_cards.py)
 
     @classmethod
     def start(cls, job: Job, thread: SlackThread, default_gpu: str) -> Track:
@@ -74,7 +75,8 @@ class Track:
     def seen(self, job: Job, thread: SlackThread | None, default_gpu: str) -> Track:
         """This track with a newer job and/or record; the best mAP so far is kept."""
         thread = thread if thread is not None and thread.version >= self.thread.version else self.thread
-        view = job.model_copy(update={"notify": thread.as_notify()})
+        notify = thread.as_notify() if self.queue is None else {**thread.as_notify(), "queue": self.queue}
+        view = job.model_copy(update={"notify": notify})
         best = self.best_map
         for value in (blocks.metric(job.metrics, "map50_95"), blocks.best_map_of(job)):
             if value is not None and (best is None or value > best):
@@ -154,6 +156,10 @@ class Track:
         """Slack shows ``digest`` (None: unknown); ``now``: it was just sent."""
         card = Card(digest, None, now) if now is not None else replace(self.card, pushed=digest)
         return replace(self, card=card)
+
+    def placed(self, queue: str | None, default_gpu: str) -> Track:
+        """This track with its place in line (None: none to show); the card renders it while queued."""
+        return replace(self, queue=queue).seen(self.job, None, default_gpu)
 
     def given_up(self, keys: list[str]) -> Track:
         return replace(self.cleared(keys[0]), skipped=self.skipped | set(keys))

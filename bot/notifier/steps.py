@@ -52,6 +52,9 @@ class Steps:
         if key != "card" and not thread:
             self.failed(task_id, key, delay=1.0)  # the card comes first (plan.due orders it so); wait for it
             return
+        if key == "approval_closed":
+            self.close_request(track)
+            return
         state, record = self.ledger.claim(track.job, key, known_clean=key in track.clean_pending)
         track = self.merge(task_id, record) or track  # the claim may have brought a newer record
         if state == "done":
@@ -118,6 +121,19 @@ class Steps:
         log.warning("Slack notifier: posting %s for %s failed (%s): %s", key, task_id,
                     "may have been sent" if outcome.kind == "maybe_sent" else "not sent", outcome.error)
         self.failed(task_id, key)
+
+    def close_request(self, track: Track) -> None:
+        """Edit the posted approval request to its decided form, without buttons (bot/approval.py).
+        An edit is safe to repeat, so it takes no claim; it is recorded as ``approval_closed``."""
+        task_id, channel = track.job.task_id, track.channel()
+        ts = str(track.thread.posted.get("approval") or "")
+        message = plan.render(track.job, "approval_closed", track.best_map, self.default_gpu)
+        outcome = self.poster.update(channel, ts, message, plain="approval" in track.plain)
+        if outcome.ok or outcome.kind == "gone":  # gone: deleted in Slack, nothing left to close
+            self.record(track, "approval_closed", ts, channel)
+            return
+        log.warning("Slack notifier: closing the approval request of %s failed: %s", task_id, outcome.error)
+        self.failed(task_id, "approval_closed", delay=outcome.wait or None)
 
     # -- the card ----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from orchestrator.api import eventarc, push
+from orchestrator.api import budget_routes, cost_routes, eventarc, push
 from orchestrator.api.errors import BodyLimit, install_error_handlers
 from orchestrator.api.oidc import OidcGate
 from orchestrator.api.routes import router
@@ -32,6 +32,8 @@ def create_app(runtime: Runtime, extensions: set[str] | None = None, with_extens
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(budget_routes.router)  # approve / reject held jobs, budgets (issue 15)
+    app.include_router(cost_routes.router)  # GET /costs: spend reports (issue 15)
     # Machine callers (Pub/Sub push, Cloud Scheduler, Eventarc), OIDC-checked; not in the OpenAPI spec.
     app.state.oidc = OidcGate(runtime.settings, runtime.oidc_certs)
     app.include_router(push.router)

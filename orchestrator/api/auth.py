@@ -1,8 +1,10 @@
-"""Bearer-token auth: each token is bound to one tenant (LAXAI_API_TOKENS)."""
+"""Bearer-token auth: each token is bound to one tenant (LAXAI_API_TOKENS); ``token:tenant:admin`` entries
+are admins' (approve or reject jobs held by a budget, set budgets)."""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,6 +19,29 @@ def tenant_for(tokens: dict[str, str], presented: str) -> str | None:
         if hmac.compare_digest(token.encode(), presented.encode()):
             found = tenant
     return found
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called: the token's tenant, and whether the token is an admin's."""
+
+    tenant: str
+    admin: bool
+
+
+def is_admin(admins: frozenset[str], presented: str) -> bool:
+    """Whether the token is an admin's, comparing in constant time."""
+    found = False
+    for token in admins:
+        found |= hmac.compare_digest(token.encode(), presented.encode())
+    return found
+
+
+def require_caller(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+    """The caller's tenant and admin flag, or 401."""
+    tenant = require_tenant(request, credentials)
+    settings = request.app.state.runtime.settings
+    return Caller(tenant=tenant, admin=is_admin(settings.admin_tokens, credentials.credentials))
 
 
 def require_tenant(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.domain.errors import SpecError, errors_from_list
 from orchestrator.domain.job import IdempotencyKeyReused
-from orchestrator.service import Conflict, NotFound, QueueFull
+from orchestrator.service import Conflict, NotAllowed, NotFound, QueueFull
 from orchestrator.stores.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
         return JSONResponse({"error": str(exc), "code": "too_many_queued", "limit": exc.limit}, 429,
                             headers={"Retry-After": "30"})
+
+    @app.exception_handler(NotAllowed)
+    async def _not_allowed(_: Request, exc: NotAllowed) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, 403)
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:

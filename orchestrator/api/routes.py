@@ -21,6 +21,7 @@ from orchestrator.api.schemas import (
 from orchestrator.domain.job import Job, Origin
 from orchestrator.domain.errors import parse_spec
 from orchestrator.domain.status import JobStatus
+from orchestrator.queue_view import live_views
 from orchestrator.service import JobService
 
 router = APIRouter()
@@ -37,7 +38,9 @@ def service(request: Request) -> JobService:
 def _submitted(request: Request, job: Job) -> SubmitResponse:
     return SubmitResponse(task_id=job.task_id, status=job.status.value, created_at=job.created_at,
                           custom_name=job.spec.custom_name, retry_of=job.retry_of,
-                          status_url=str(request.url_for("get_status").include_query_params(task_id=job.task_id)))
+                          status_url=str(request.url_for("get_status").include_query_params(task_id=job.task_id)),
+                          estimate=job.estimate.model_dump() if job.estimate else None,
+                          approval=job.approval.model_dump() if job.approval else None)
 
 
 @router.post("/orchestrate", status_code=202, response_model=SubmitResponse,
@@ -65,8 +68,8 @@ def orchestrate(body: OrchestrateRequest, request: Request, response: Response, 
 
 @router.get("/status", name="get_status", response_model=StatusResponse, responses=ERRORS)
 def get_status(task_id: TaskId, request: Request, tenant: Tenant) -> dict:
-    """One job in the seed's status format."""
-    return service(request).get(tenant, task_id).status_view()
+    """One job in the seed's status format, with ``queue`` (queued) and ``eta`` (running)."""
+    return _live(request, service(request).get(tenant, task_id))
 
 
 @router.get("/jobs", response_model=JobList, responses=ERRORS)
@@ -75,12 +78,18 @@ def list_jobs(request: Request, tenant: Tenant,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
     """Your jobs, newest first."""
     jobs = service(request).list(tenant, statuses=status, limit=limit)
-    return {"jobs": [job.status_view() for job in jobs]}
+    return {"jobs": live_views(jobs, service(request).store, service(request).settings)}
 
 
 @router.get("/jobs/{task_id}", response_model=StatusResponse, responses=ERRORS)
 def get_job(task_id: str, request: Request, tenant: Tenant) -> dict:
-    return service(request).get(tenant, task_id).status_view()
+    return _live(request, service(request).get(tenant, task_id))
+
+
+def _live(request: Request, job: Job) -> dict:
+    """The job's status view with its live parts: place in the queue, ETA (orchestrator/queue_view.py)."""
+    jobs = service(request)
+    return live_views([job], jobs.store, jobs.settings)[0]
 
 
 @router.post("/jobs/{task_id}/cancel", response_model=CancelResponse, responses=ERRORS)

@@ -59,8 +59,17 @@ class LaxaiClient:
     def retry(self, task_id: str) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{task_id}/retry")
 
+    def approve(self, task_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{task_id}/approve")
+
+    def reject(self, task_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{task_id}/reject", json={"reason": reason} if reason else None)
+
     def logs(self, task_id: str, tail: int = 200) -> list[str]:
         return self._call("GET", f"/jobs/{task_id}/logs", params={"tail": tail})["lines"]
+
+    def costs(self, period: str = "month") -> dict[str, Any]:
+        return self._call("GET", "/costs", params={"period": period})
 
     def models(self, name: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/models", params={"name": name} if name else {})["models"]

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
+from orchestrator.cli import cost_views
 from orchestrator.cli import views as cli_views
 from orchestrator.cli.client import ClientError, LaxaiClient
 from orchestrator.config import Settings, load_settings, local_token
@@ -90,12 +91,14 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on")] = "1
     server.run()
 
 
-def _spec_body(epochs, batch_size, lr, arch, imgsz, dataset, gpu, name, tags, priority, weights) -> dict[str, Any]:
+def _spec_body(epochs, batch_size, lr, arch, imgsz, dataset, gpu, name, tags, priority, weights,
+               max_cost=None) -> dict[str, Any]:
     training = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr}.items()
                 if v is not None}
     model = {k: v for k, v in {"architecture": arch, "input_size": imgsz, "weights": weights}.items() if v is not None}
     body: dict[str, Any] = {"training_params": training, "model_params": model}
-    for key, value in {"dataset": dataset, "gpu_type": gpu, "custom_name": name, "priority": priority}.items():
+    for key, value in {"dataset": dataset, "gpu_type": gpu, "custom_name": name, "priority": priority,
+                       "max_cost_usd": max_cost}.items():
         if value is not None:
             body[key] = value
     if tags:
@@ -115,14 +118,22 @@ def submit(epochs: Annotated[Optional[int], typer.Option(help="1-1000")] = None,
            tag: Annotated[Optional[list[str]], typer.Option(help="W&B tag (repeatable)")] = None,
            priority: Annotated[Optional[int], typer.Option(help="0-9, higher first")] = None,
            weights: Annotated[Optional[str], typer.Option(help="start from this .pt")] = None,
+           max_cost: Annotated[Optional[float], typer.Option(
+               "--max-cost", help="USD: stop at the first checkpoint once the job has cost this much")] = None,
            idempotency_key: Annotated[Optional[str], typer.Option(help="retry-safe submission key")] = None,
            wait: Annotated[bool, typer.Option("--wait", help="follow until it finishes")] = False,
            url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Submit a training job; prints its task_id."""
+    """Submit a training job; prints its task_id (and its estimate, on stderr)."""
     client = _client(url, token)
-    body = _spec_body(epochs, batch_size, lr, arch, imgsz, dataset, gpu, name, tag, priority, weights)
+    body = _spec_body(epochs, batch_size, lr, arch, imgsz, dataset, gpu, name, tag, priority, weights, max_cost)
     result = _call(client.submit, body, idempotency_key)
     console.print(result["task_id"])
+    estimate = cli_views.estimate_line(result.get("estimate"))
+    if estimate:  # on stderr: stdout stays the task_id alone, for scripts (TASK=$(laxai submit ...))
+        err.print(estimate, markup=False, highlight=False, soft_wrap=True)
+    held = cli_views.approval_line(result.get("approval"))
+    if held:  # over a budget: it waits for an admin (orchestrator/domain/budget.py)
+        err.print(held, markup=False, highlight=False, soft_wrap=True)
     if wait:
         _follow(client, result["task_id"])
 
@@ -167,9 +178,34 @@ def cancel(task_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
 
 
 @app.command()
+def approve(task_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Let a job held by a budget run (an admin's token: token:tenant:admin)."""
+    console.print(f"{task_id}: {_call(_client(url, token).approve, task_id)['status']}")
+
+
+@app.command()
+def reject(task_id: str, reason: Annotated[Optional[str], typer.Option(help="why, shown with the job")] = None,
+           url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Refuse a job held by a budget: it ends cancelled with the reason (an admin's token)."""
+    console.print(f"{task_id}: {_call(_client(url, token).reject, task_id, reason)['status']}")
+
+
+@app.command()
 def retry(task_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Run a finished job again with the same spec; prints the new task_id."""
     console.print(_call(_client(url, token).retry, task_id)["task_id"])
+
+
+@app.command()
+def costs(period: Annotated[str, typer.Option(help="week or month (UTC calendar)")] = "month",
+          as_json: Annotated[bool, typer.Option("--json", help="raw JSON")] = False,
+          url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Your spend this week or month: by user, channel, architecture and GPU, with budgets and what is left."""
+    result = _call(_client(url, token).costs, period)
+    if as_json:
+        console.print_json(json.dumps(result))
+    else:
+        console.print(cost_views.report(result))
 
 
 @app.command()

@@ -17,10 +17,16 @@ from rich.text import Text
 
 from orchestrator.domain import durations
 from orchestrator.domain.cost import format_usd
+from orchestrator.domain.eta import Eta, eta_line
+from orchestrator.domain.budget import describe as describe_crossing
+from orchestrator.domain.queue_position import ordinal
+from orchestrator.domain.cost_split import split_text
+from orchestrator.domain.estimate import describe as describe_estimate
+from orchestrator.domain.job import CostSummary, Estimate
 
 TERMINAL = {"completed", "failed", "cancelled"}
 STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "queued": "white",
-         "cancelling": "yellow"}
+         "cancelling": "yellow", "awaiting_approval": "magenta"}
 METRIC_ORDER = ("precision", "recall", "mAP50", "mAP50-95")
 
 
@@ -40,6 +46,19 @@ def cost_line(cost: dict[str, Any]) -> str:
     return line
 
 
+def split_line(cost: dict[str, Any]) -> str | None:
+    """Where the money went (training, overhead, lost), once anything was billed."""
+    summary = CostSummary.model_validate(cost)
+    return split_text(summary) if summary.billed_seconds > 0 else None
+
+
+def estimate_line(estimate: dict[str, Any] | None) -> str | None:
+    """``Estimate: ≈ 42 min · ≈ $0.55 on nvidia-l4 · from 5 similar runs`` from a response's ``estimate``."""
+    if not estimate:
+        return None
+    return f"Estimate: {describe_estimate(Estimate.model_validate(estimate))}"
+
+
 def metrics_text(metrics: dict[str, float]) -> str:
     parts = [f"{key} {metrics[key]:.3f}" for key in METRIC_ORDER if key in metrics]
     return "  ".join(parts) or "-"
@@ -54,9 +73,29 @@ def progress_line(view: dict[str, Any]) -> str:
         bits.append(f"loss {p['loss']:.3f}")
     if "mAP50-95" in view.get("metrics", {}):
         bits.append(f"mAP50-95 {view['metrics']['mAP50-95']:.3f}")
-    if p.get("eta_seconds") is not None and view["status"] == "running":
+    if view.get("eta"):  # the service's live ETA (orchestrator/queue_view.py)
+        bits.append(eta_line(Eta.model_validate(view["eta"])))
+    elif p.get("eta_seconds") is not None and view["status"] == "running":
         bits.append(f"ETA {duration(p['eta_seconds'])}")
+    if view.get("queue"):
+        bits.append(queue_text(view["queue"]))
     return "  ".join(bits)
+
+
+def approval_line(approval: dict[str, Any] | None) -> str | None:
+    """``Awaiting approval: would cross channel C0123's $50.00/month budget: ...`` for a held job."""
+    if not approval or approval.get("decision"):
+        return None
+    crossed = "; ".join(describe_crossing(c) for c in approval.get("budgets") or []) or "a budget"
+    return f"Awaiting approval: would cross {crossed}. An admin can approve it (POST /jobs/ID/approve)."
+
+
+def queue_text(queue: dict[str, Any]) -> str:
+    """``2nd in line: all 1 slots busy, 1 job ahead`` (a ``+`` when the place is a lower bound)."""
+    if queue.get("position") is None:  # held outside the line (awaiting_approval): only the reason
+        return str(queue["waiting_for"]["text"])
+    where = f"{ordinal(queue['position'])}{'+' if queue.get('at_least') else ''} in line"
+    return f"{where}: {queue['waiting_for']['text']}"
 
 
 def watch(fetch: Callable[[], dict[str, Any]], console: Console, interval: float = 0.5) -> dict[str, Any]:
@@ -66,15 +105,21 @@ def watch(fetch: Callable[[], dict[str, Any]], console: Console, interval: float
     task = bar.add_task("job", total=100, status="queued", detail="")
     message = Text("", style="dim")
     view = fetch()
-    with Live(Group(bar, message), console=console, refresh_per_second=8, transient=False):
-        while True:
-            bar.update(task, completed=view["progress"]["progress_percent"], status=view["status"],
-                       detail=progress_line(view))
-            message.plain = view["progress"]["message"]
-            if view["status"] in TERMINAL:
-                break
-            time.sleep(interval)
-            view = fetch()
+    try:
+        with Live(Group(bar, message), console=console, refresh_per_second=8, transient=False):
+            while True:
+                bar.update(task, completed=view["progress"]["progress_percent"], status=view["status"],
+                           detail=progress_line(view))
+                message.plain = view["progress"]["message"]
+                if view["status"] in TERMINAL:
+                    break
+                time.sleep(interval)
+                view = fetch()
+    except KeyboardInterrupt:  # Ctrl-C stops the watching, never the job: no traceback, exit 130
+        console.print()
+        console.print(f"Stopped watching {view['task_id']}; the job goes on "
+                      f"(laxai status {view['task_id']} --watch to follow it again).")
+        raise SystemExit(130) from None
     console.print()
     return view
 
@@ -100,11 +145,18 @@ def summary(view: dict[str, Any], models: list[dict[str, Any]] | None = None) ->
     if finished and created:
         table.add_row("Wall time", duration((finished - created).total_seconds()))
     table.add_row("Cost", cost_line(view.get("cost", {})))
+    split = split_line(view.get("cost", {}))
+    if split:
+        table.add_row("Where it went", split)
     attempts = view.get("attempts", [])
     if len(attempts) > 1:
         table.add_row("Executions", ", ".join(f"#{a['number']} {a['why']}" for a in attempts))
     if view.get("error"):
         table.add_row("Error", Text(f"{view['error']['reason']}: {view['error']['message']}", style="red"))
+    stop = view.get("cancel") or {}
+    if stop.get("by") == "budget":  # its cost cap or a budget (orchestrator/domain/cost_cap.py)
+        table.add_row("Stopped", Text(f"{stop.get('detail') or 'by a budget'}; `laxai retry` continues from "
+                                      "its checkpoint", style="yellow"))
     return table
 
 

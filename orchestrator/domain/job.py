@@ -92,6 +92,12 @@ class Attempt(Record):
     end_epoch: int | None = None
     device: str | None = None  # what it trained on, e.g. "cpu" or "cuda:0 NVIDIA L4"
     lost_seconds: float | None = None  # training time since the last checkpoint, lost on interruption
+    # The cost split (orchestrator/domain/cost_split.py): when this attempt's training loop began and
+    # its newest checkpoint was saved (the worker's clock, stamped on its progress writes), and how long
+    # the loop ran in all (its closing write; None: the worker never closed it, e.g. it was lost).
+    training_started_at: datetime | None = None
+    checkpoint_at: datetime | None = None
+    training_seconds: float | None = None
     # When the dispatcher saw the execution ended, having stopped it or found it exited (13R): its GPU
     # bills no more. None when the worker closed the attempt itself, or the end was never seen.
     stopped_at: datetime | None = None
@@ -134,6 +140,30 @@ class CostSummary(Record):
     # seconds priced on the configured GPU type.
     estimate_gpu_type: str | None = None
     estimate_usd: float | None = None
+    # Where the money went, summed over all attempts: billed_seconds = training_s + overhead_s +
+    # lost_s (orchestrator/domain/cost_split.py says the rule), each priced at its attempt's rates.
+    training_s: float = 0.0  # in the training loop, kept (checkpointed or finished)
+    overhead_s: float = 0.0  # start, imports, data, checkpoint and registry uploads
+    lost_s: float = 0.0  # training redone after an interruption or a lost worker
+    training_usd: float = 0.0
+    overhead_usd: float = 0.0
+    lost_usd: float = 0.0
+
+
+class Estimate(Record):
+    """What the job should cost, worked out before it runs (the rule: orchestrator/domain/estimate.py)."""
+
+    seconds: float  # predicted billed seconds of the whole job: what cost.billed_seconds should say at the end
+    usd: float
+    low_usd: float
+    high_usd: float
+    # "history" (from ``samples`` similar completed runs), "history_dataset" (per-epoch time of ``samples``
+    # earlier runs on this dataset, its image count unknown), "prior" (documented figures, no similar runs),
+    # "guess" (the prior, and the dataset's size unknown too)
+    basis: str
+    samples: int = 0
+    gpu_type: str = "cpu"  # the hardware it is priced as (what its cost will be billed as)
+    images: int | None = None  # the dataset's training images the figure assumed (None: per-epoch figure)
 
 
 class Artifacts(Record):
@@ -146,6 +176,28 @@ class Artifacts(Record):
     wandb_url: str | None = None
     wandb_run: str | None = None
     log: str | None = None
+
+
+class BudgetCrossing(Record):
+    """One budget a held job's estimate would take over (orchestrator/domain/budget.py)."""
+
+    scope: Literal["tenant", "channel", "user"]
+    key: str
+    limit_usd: float
+    period: Literal["week", "month"]
+    spent_usd: float  # actual cost of the period's jobs plus the estimates of those still to run
+    estimate_usd: float  # what this job would add
+
+
+class Approval(Record):
+    """Why a job waits for an admin, and what was decided (status awaiting_approval)."""
+
+    budgets: list[BudgetCrossing] = Field(default_factory=list)  # the budgets it would cross
+    requested_at: datetime
+    decision: Literal["approved", "rejected"] | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None  # a rejection's words
 
 
 class Origin(Record):
@@ -162,8 +214,9 @@ class Origin(Record):
 
 
 class CancelRequest(Record):
-    by: str
+    by: str  # who asked: a user, "api:<tenant>", or "budget" (the cost cap or a budget: cost_cap.py)
     at: datetime
+    detail: str | None = None  # a budget stop's words, e.g. "stopped at the cost cap: $5.02 spent of $5.00"
 
 
 class IdempotencyKeyReused(SpecError):
@@ -200,8 +253,15 @@ class Job(Record):
     origin: Origin = Origin()
     cancel: CancelRequest | None = None
     retry_of: str | None = None
+    # A Retry of a job stopped by its cost cap or a budget continues from that job's last.pt (its task id).
+    resume_from: str | None = None
+    # A budget ran out while it ran: the worker stops it at its next checkpoint (orchestrator/domain/cost_cap.py).
+    budget_stop: CancelRequest | None = None
     idempotency_key: str | None = None
     idempotency_hash: str | None = None  # what the key was first used for (request_hash); stores set it
+    estimate: Estimate | None = None  # set at submit (orchestrator/estimates.py)
+    approval: Approval | None = None  # set when a budget held it at submit (awaiting_approval)
+    dataset_images: int | None = None  # training images in its dataset, once known (submit or worker)
     # Front-end state of jobs stored before the Slack ledger got its own record (bot/threads:
     # ``slack_threads``): kept readable for them, written by nothing any more. The core never reads it.
     notify: dict[str, Any] = Field(default_factory=dict)
@@ -210,7 +270,9 @@ class Job(Record):
         """What an idempotency key is bound to: the validated spec, the job it retries and where it
         reports (team, channel), as canonical JSON. Not who clicked, nor when, nor the thread: a
         repeated delivery or a second click on one card is the same request."""
-        body = {"spec": self.spec.model_dump(mode="json"), "retry_of": self.retry_of,
+        # A spec without a cost cap hashes as it did before max_cost_usd existed (keys stored earlier still match).
+        spec = self.spec.model_dump(mode="json", exclude={"max_cost_usd"} if self.spec.max_cost_usd is None else None)
+        body = {"spec": spec, "retry_of": self.retry_of,
                 "origin": self.origin.model_dump(mode="json", include={"team", "channel"})}
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -266,4 +328,8 @@ class Job(Record):
             "cost": self.cost.model_dump(),
             "artifacts": self.artifacts.model_dump(),
             "retry_of": self.retry_of,
+            "resume_from": self.resume_from,
+            "cancel": self.cancel.model_dump() if self.cancel else None,
+            "estimate": self.estimate.model_dump() if self.estimate else None,
+            "approval": self.approval.model_dump() if self.approval else None,
         }

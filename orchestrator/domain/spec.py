@@ -1,8 +1,8 @@
 """JobSpec: what a user asks to train, validated strictly.
 
 Accepts the seed's request body exactly (``tenant_id``, ``training_params``,
-``model_params``, ``custom_name``, ``wandb_tags``) plus ``dataset``, ``gpu_type``
-and ``priority``. Unknown fields are refused by name. Pure domain code.
+``model_params``, ``custom_name``, ``wandb_tags``) plus ``dataset``, ``gpu_type``,
+``priority`` and ``max_cost_usd``. Unknown fields are refused by name. Pure domain code.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ LIMITS = {
     "tag": 64,
     "dataset": 1024,
     "tenant_id": 128,
+    "max_cost_usd": 100_000,  # a per-job cost cap above this is a typo, not a cap
 }
 
 
@@ -112,6 +113,9 @@ class JobSpec(StrictModel):
     gpu_type: str | None = None
     # Higher runs first among queued jobs; ties go to the oldest.
     priority: int = Field(0, ge=LIMITS["priority"][0], le=LIMITS["priority"][1], strict=True)
+    # Per-job cost cap in USD: the worker stops the job at the first checkpoint after its actual cost
+    # reaches it (orchestrator/domain/cost_cap.py). None: no cap.
+    max_cost_usd: float | None = Field(None, gt=0, le=LIMITS["max_cost_usd"], allow_inf_nan=False)
 
     @field_validator("custom_name")
     @classmethod

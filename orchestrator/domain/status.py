@@ -16,6 +16,10 @@ class JobStatus(str, enum.Enum):
     # Accepted and waiting for a free slot; also where an interrupted job returns
     # to wait for its next execution (it then resumes from its last checkpoint).
     QUEUED = "queued"
+    # Held before it ever runs: its estimate would take spend over a budget
+    # (orchestrator/domain/budget.py). An admin approves it (-> queued) or rejects it
+    # (-> cancelled); its submitter may cancel it. The dispatcher only takes queued jobs.
+    AWAITING_APPROVAL = "awaiting_approval"
     # Claimed by the dispatcher for one execution; the worker holds a lease on it.
     RUNNING = "running"
     # Someone asked to cancel a running job; the worker stops within one batch.
@@ -37,9 +41,17 @@ class JobStatus(str, enum.Enum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+# The statuses a new job may be stored in: queued, or held for approval when over a budget.
+INITIAL_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.AWAITING_APPROVAL})
 
 # from -> the statuses it may move to. Anything not listed is refused.
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.AWAITING_APPROVAL: frozenset(
+        {
+            JobStatus.QUEUED,  # approved by an admin
+            JobStatus.CANCELLED,  # rejected by an admin, or cancelled by its submitter
+        }
+    ),
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
     JobStatus.RUNNING: frozenset(
         {

@@ -13,8 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.domain.cost import Rates
+from orchestrator.domain.cost_split import with_split
 from orchestrator.domain.job import (
+    Approval,
     Attempt,
+    BudgetCrossing,
     CancelRequest,
     CostSummary,
     EndReason,
@@ -54,14 +57,16 @@ def _replace_attempt(job: Job, attempt: Attempt) -> list[Attempt]:
 
 
 def cost_of(job: Job, rates: Rates, estimate: Rates | None = None, attempts: list[Attempt] | None = None) -> CostSummary:
-    """Cost of every attempt's billed seconds (a running attempt counts up to now)."""
-    seconds = sum(a.billed_seconds for a in (attempts if attempts is not None else job.attempts))
-    summary = CostSummary(
+    """Cost of every attempt's billed seconds (a running attempt counts up to now), split into
+    training, overhead and lost (orchestrator/domain/cost_split.py)."""
+    attempts = attempts if attempts is not None else job.attempts
+    seconds = sum(a.billed_seconds for a in attempts)
+    summary = with_split(CostSummary(
         billed_seconds=round(seconds, 3),
         gpu_type=rates.gpu_type,
         usd=rates.cost(seconds),
         usd_per_second=rates.per_second,
-    )
+    ), attempts, rates)
     if estimate is not None and estimate.gpu_type != rates.gpu_type:
         summary = summary.model_copy(
             update={"estimate_gpu_type": estimate.gpu_type, "estimate_usd": estimate.cost(seconds)}
@@ -94,19 +99,21 @@ def record_execution(job: Job, attempt: int, execution: str, now: datetime) -> J
 
 
 def worker_started(job: Job, attempt: int, now: datetime, lease_seconds: float, device: str,
-                   start_epoch: int) -> Job | None:
-    """The worker process is up and owns the attempt."""
+                   start_epoch: int, began: datetime | None = None) -> Job | None:
+    """The worker process is up and owns the attempt. ``began``: when its process started (billed time is
+    the execution's whole life, imports and set-up included); never before the claim, whatever the clocks."""
     if not _owns(job, attempt) or job.current_attempt.started_at is not None:
         return None
+    began = now if began is None else min(now, max(began, job.current_attempt.claimed_at))
     current = job.current_attempt.model_copy(
-        update={"started_at": now, "device": device, "start_epoch": start_epoch}
+        update={"started_at": began, "device": device, "start_epoch": start_epoch}
     )
     resumed = start_epoch > 0
     message = f"Resumed from checkpoint at epoch {start_epoch}" if resumed else "Training started"
     return job.model_copy(
         update={
             "attempts": _replace_attempt(job, current),
-            "started_at": job.started_at or now,
+            "started_at": job.started_at or began,
             "lease": Lease(attempt=attempt, expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now),
             "progress": job.progress.model_copy(update={"message": message, "updated_at": now}),
             "updated_at": now,
@@ -136,10 +143,22 @@ def report_progress(job: Job, attempt: int, progress: Progress, metrics: dict[st
     return job.model_copy(update=update)
 
 
+def mark_training(job: Job, attempt: int, started_at: datetime | None, checkpoint_at: datetime | None) -> Job:
+    """Stamp when the attempt's training loop began and its newest checkpoint was saved (carried by a
+    progress write, for the cost split of a worker that is later lost); ``job`` unchanged otherwise."""
+    current = job.current_attempt
+    if started_at is None or not _owns(job, attempt):
+        return job
+    marks = {"training_started_at": current.training_started_at or started_at, "checkpoint_at": checkpoint_at}
+    if all(getattr(current, key) == value for key, value in marks.items()):
+        return job
+    return job.model_copy(update={"attempts": _replace_attempt(job, current.model_copy(update=marks))})
+
+
 def request_cancel(job: Job, by: str, now: datetime) -> Job | None:
-    """A queued job is cancelled at once; a running one is asked to stop."""
+    """A queued (or held) job is cancelled at once; a running one is asked to stop."""
     request = CancelRequest(by=by, at=now)
-    if job.status is JobStatus.QUEUED:
+    if job.status in (JobStatus.QUEUED, JobStatus.AWAITING_APPROVAL):
         return _move(
             job,
             JobStatus.CANCELLED,
@@ -159,9 +178,46 @@ def request_cancel(job: Job, by: str, now: datetime) -> Job | None:
     return None
 
 
+def hold_for_approval(job: Job, budgets: list[BudgetCrossing], now: datetime) -> Job | None:
+    """A new job (not yet stored) over a budget: stored as awaiting_approval, saying which budgets."""
+    if job.status is not JobStatus.QUEUED or job.attempts or job.version or job.approval or not budgets:
+        return None  # only a new job, never one an admin approved already
+    return job.model_copy(update={
+        "status": JobStatus.AWAITING_APPROVAL,
+        "approval": Approval(budgets=budgets, requested_at=now),
+        "progress": job.progress.model_copy(update={"message": "Awaiting approval: over budget",
+                                                    "updated_at": now}),
+    })
+
+
+def approve(job: Job, by: str, now: datetime) -> Job | None:
+    """awaiting_approval -> queued: an admin lets it run (it then waits for a slot like any job)."""
+    if job.status is not JobStatus.AWAITING_APPROVAL or job.approval is None:
+        return None
+    approval = job.approval.model_copy(update={"decision": "approved", "decided_by": by, "decided_at": now})
+    return _move(job, JobStatus.QUEUED, now, approval=approval,
+                 progress=job.progress.model_copy(update={"message": f"Approved by {by}; queued",
+                                                          "updated_at": now}))
+
+
+def reject(job: Job, by: str, now: datetime, reason: str | None = None) -> Job | None:
+    """awaiting_approval -> cancelled: an admin refuses it; the reason is kept on the approval and the
+    cancel request (by the admin), so every front end can say who and why."""
+    if job.status is not JobStatus.AWAITING_APPROVAL or job.approval is None:
+        return None
+    words = (reason or "").strip() or "over budget"
+    approval = job.approval.model_copy(update={"decision": "rejected", "decided_by": by, "decided_at": now,
+                                               "reason": words})
+    return _move(job, JobStatus.CANCELLED, now, approval=approval, cancel=CancelRequest(by=by, at=now),
+                 finished_at=now, progress=job.progress.model_copy(
+                     update={"message": f"Rejected by {by}: {words}", "updated_at": now}))
+
+
 def _close_attempt(job: Job, reason: EndReason, now: datetime, detail: str | None,
-                   end_epoch: int | None, lost_seconds: float | None, stopped_at: datetime | None = None) -> Attempt:
-    return job.current_attempt.model_copy(
+                   end_epoch: int | None, lost_seconds: float | None, stopped_at: datetime | None = None,
+                   training_seconds: float | None = None) -> Attempt:
+    current = job.current_attempt
+    return current.model_copy(
         update={
             "ended_at": now,
             "end_reason": reason,
@@ -169,6 +225,8 @@ def _close_attempt(job: Job, reason: EndReason, now: datetime, detail: str | Non
             "end_epoch": end_epoch if end_epoch is not None else job.progress.epoch,
             "lost_seconds": lost_seconds,
             "stopped_at": stopped_at,
+            # Only the worker knows it; the dispatcher closing a lost attempt leaves what was stamped.
+            "training_seconds": training_seconds if training_seconds is not None else current.training_seconds,
         }
     )
 
@@ -177,15 +235,17 @@ def finish(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rate
            estimate: Rates | None = None, *, error: JobError | None = None,
            metrics: dict[str, float] | None = None, artifacts: dict[str, Any] | None = None,
            progress: Progress | None = None, detail: str | None = None,
-           stopped_at: datetime | None = None) -> Job | None:
+           stopped_at: datetime | None = None, training_seconds: float | None = None) -> Job | None:
     """End the job for good: completed, failed (error or timeout) or cancelled. ``stopped_at``: when the
-    dispatcher saw the execution it stopped hard end (the attempt records it)."""
+    dispatcher saw the execution it stopped hard end (the attempt records it); ``training_seconds``: the
+    worker's time in the training loop (the cost split)."""
     target = OUTCOME_STATUS[reason]
     if not _owns(job, attempt):
         return None
     if target is JobStatus.CANCELLED and job.status is JobStatus.RUNNING:
         return None  # cancel must go through CANCELLING, so we know who asked
-    closed = _close_attempt(job, reason, now, detail, progress.epoch if progress else None, None, stopped_at)
+    closed = _close_attempt(job, reason, now, detail, progress.epoch if progress else None, None, stopped_at,
+                            training_seconds)
     attempts = _replace_attempt(job, closed)
     update: dict[str, Any] = {
         "attempts": attempts,
@@ -216,7 +276,7 @@ def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rat
             max_recoveries: int, estimate: Rates | None = None, *, detail: str | None = None,
             lost_seconds: float | None = None, end_epoch: int | None = None,
             artifacts: dict[str, Any] | None = None, max_launch_attempts: int | None = None,
-            stopped_at: datetime | None = None) -> Job | None:
+            stopped_at: datetime | None = None, training_seconds: float | None = None) -> Job | None:
     """End the current attempt so the job runs again from its checkpoint (``stopped_at``: when the
     dispatcher saw its execution end, if it did).
 
@@ -226,7 +286,7 @@ def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rat
     """
     if not reason.resumes or not _owns(job, attempt):
         return None
-    closed = _close_attempt(job, reason, now, detail, end_epoch, lost_seconds, stopped_at)
+    closed = _close_attempt(job, reason, now, detail, end_epoch, lost_seconds, stopped_at, training_seconds)
     attempts = _replace_attempt(job, closed)
     cost = cost_of(job, rates, estimate, attempts)
     base: dict[str, Any] = {"attempts": attempts, "lease": None, "cost": cost}
@@ -277,3 +337,11 @@ def set_notify(job: Job, patch: dict[str, Any]) -> Job | None:
     if merged == job.notify:
         return None
     return job.model_copy(update={"notify": merged})
+
+
+def record_dataset_images(job: Job, attempt: int, images: int) -> Job | None:
+    """The live attempt counted its dataset's training images (what estimates learn from); None when it is
+    not the live attempt or the count is already recorded (a resumed attempt's: no second write)."""
+    if not _owns(job, attempt) or images <= 0 or job.dataset_images == images:
+        return None
+    return job.model_copy(update={"dataset_images": images})

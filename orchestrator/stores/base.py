@@ -106,6 +106,21 @@ class JobStore(abc.ABC):
         """Jobs that hold a worker slot (running or cancelling)."""
 
     @abc.abstractmethod
+    def completed_like(self, architecture: str, input_size: int, limit: int = 20) -> list[Job]:
+        """Completed jobs of any tenant with this architecture and input size, newest first (by
+        ``created_at``), at most ``limit``: the history estimates learn from (orchestrator/estimates.py)."""
+
+    @abc.abstractmethod
+    def completed_on(self, tenant_id: str, dataset: str, limit: int = 5) -> list[Job]:
+        """The tenant's completed jobs on this ``spec.dataset`` string, newest first, at most ``limit``
+        (what its dataset's image count was)."""
+
+    @abc.abstractmethod
+    def created_between(self, tenant_id: str, start: datetime, end: datetime, limit: int = 2000) -> list[Job]:
+        """The tenant's jobs created in [start, end), newest first, at most ``limit``, any status: what a
+        budget period's spend is summed over (orchestrator/spending.py)."""
+
+    @abc.abstractmethod
     def watch(self, callback: Callable[[ChangeEvent], None], since: Any = None) -> Watch:
         """Call ``callback`` for every change after ``since`` (None: from now on;
         backends may replay current records first). Callback errors are logged, never

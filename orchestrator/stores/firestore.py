@@ -291,6 +291,25 @@ class FirestoreJobStore(JobStore):
     def active(self) -> list[Job]:
         return self._run(self._jobs.where(filter=FieldFilter("status", "in", ACTIVE)))
 
+    def completed_like(self, architecture: str, input_size: int, limit: int = 20) -> list[Job]:
+        shape = job_document.shape_key(architecture, input_size)
+        return self._run(self._jobs.where(filter=FieldFilter("status", "==", JobStatus.COMPLETED.value))
+                         .where(filter=FieldFilter("shape", "==", shape))
+                         .order_by("created_at", direction=firestore.Query.DESCENDING).limit(int(limit)))
+
+    def completed_on(self, tenant_id: str, dataset: str, limit: int = 5) -> list[Job]:
+        key = job_document.dataset_key(tenant_id, dataset)
+        return self._run(self._jobs.where(filter=FieldFilter("status", "==", JobStatus.COMPLETED.value))
+                         .where(filter=FieldFilter("dataset_key", "==", key))
+                         .order_by("created_at", direction=firestore.Query.DESCENDING).limit(int(limit)))
+
+    def created_between(self, tenant_id: str, start: datetime, end: datetime, limit: int = 2000) -> list[Job]:
+        # Served by the (tenant_id, created_at DESC) index that list() uses.
+        return self._run(self._jobs.where(filter=FieldFilter("tenant_id", "==", tenant_id))
+                         .where(filter=FieldFilter("created_at", ">=", start))
+                         .where(filter=FieldFilter("created_at", "<", end))
+                         .order_by("created_at", direction=firestore.Query.DESCENDING).limit(int(limit)))
+
     # -- change feed ----------------------------------------------------------
 
     def watch(self, callback: Callable[[ChangeEvent], None], since: Any = None) -> Watch:

@@ -41,6 +41,12 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, priority DESC, created_a
 CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant_id, created_at DESC);
 -- Each tenant's queued jobs in dispatch order (fair share: queued_by_tenant, count_queued).
 CREATE INDEX IF NOT EXISTS jobs_tenant_queue ON jobs (status, tenant_id, priority DESC, created_at);
+-- Completed jobs by shape and by dataset: the history estimates learn from (completed_like, completed_on).
+-- Indexes on the record's own fields (expressions), so older databases need no new columns.
+CREATE INDEX IF NOT EXISTS jobs_shape ON jobs (status, json_extract(data, '$.spec.model_params.architecture'),
+    json_extract(data, '$.spec.model_params.input_size'), created_at DESC);
+CREATE INDEX IF NOT EXISTS jobs_dataset ON jobs (tenant_id, status, json_extract(data, '$.spec.dataset'),
+    created_at DESC);
 CREATE TABLE IF NOT EXISTS job_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL,
@@ -237,6 +243,24 @@ class SqliteJobStore(JobStore):
 
     def active(self) -> list[Job]:
         return self._jobs("SELECT data FROM jobs WHERE status IN (?, ?)", ACTIVE)
+
+    def completed_like(self, architecture: str, input_size: int, limit: int = 20) -> list[Job]:
+        # The expressions are the jobs_shape index's, word for word, so SQLite reads it.
+        return self._jobs(
+            "SELECT data FROM jobs WHERE status = ? AND json_extract(data, '$.spec.model_params.architecture') = ?"
+            " AND json_extract(data, '$.spec.model_params.input_size') = ? ORDER BY created_at DESC, rowid DESC"
+            " LIMIT ?", (JobStatus.COMPLETED.value, architecture, int(input_size), int(limit)))
+
+    def completed_on(self, tenant_id: str, dataset: str, limit: int = 5) -> list[Job]:
+        return self._jobs(
+            "SELECT data FROM jobs WHERE tenant_id = ? AND status = ? AND json_extract(data, '$.spec.dataset') = ?"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?", (tenant_id, JobStatus.COMPLETED.value, dataset, int(limit)))
+
+    def created_between(self, tenant_id: str, start: datetime, end: datetime, limit: int = 2000) -> list[Job]:
+        # The jobs_tenant index (tenant_id, created_at DESC) serves it.
+        return self._jobs(
+            "SELECT data FROM jobs WHERE tenant_id = ? AND created_at >= ? AND created_at < ?"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ?", (tenant_id, start.timestamp(), end.timestamp(), int(limit)))
 
     # -- change feed ----------------------------------------------------------
 

@@ -289,6 +289,43 @@ def test_active_is_running_and_cancelling(store):
     assert [j.task_id for j in store.queued()] == [queued.task_id]
 
 
+def finished(tenant: str = "team-a", *, arch: str = "yolo11n", size: int = 640, dataset: str = "synthetic",
+             age: float = 0.0, status: JobStatus = JobStatus.COMPLETED, images: int | None = None):
+    """A finished job of this shape and dataset, ``age`` seconds older than BASE_TIME."""
+    job = make_job(tenant, age=age)
+    spec = job.spec.model_copy(update={
+        "dataset": dataset, "model_params": job.spec.model_params.model_copy(update={"architecture": arch,
+                                                                                      "input_size": size})})
+    return job.model_copy(update={"spec": spec, "status": status, "dataset_images": images})
+
+
+def test_completed_like_is_completed_jobs_of_one_shape_any_tenant_newest_first(store):
+    old = store.create(finished("team-a", age=30))[0]
+    new = store.create(finished("team-b", age=10))[0]
+    store.create(finished(arch="yolov8n", age=5))
+    store.create(finished(size=320, age=5))
+    store.create(finished(status=JobStatus.FAILED, age=5))
+    store.create(make_job(age=1))  # queued, same shape
+
+    assert [j.task_id for j in store.completed_like("yolo11n", 640)] == [new.task_id, old.task_id]
+    assert [j.task_id for j in store.completed_like("yolo11n", 640, limit=1)] == [new.task_id]
+    assert store.completed_like("yolo11s", 640) == []
+
+
+def test_completed_on_is_the_tenants_completed_jobs_on_one_dataset_newest_first(store):
+    old = store.create(finished("team-a", dataset="data/a.yaml", images=10, age=30))[0]
+    new = store.create(finished("team-a", dataset="data/a.yaml", images=12, age=10, arch="yolov8n"))[0]
+    store.create(finished("team-b", dataset="data/a.yaml", images=99, age=5))  # another tenant's a.yaml
+    store.create(finished("team-a", dataset="data/b.yaml", age=5))
+    store.create(finished("team-a", dataset="data/a.yaml", status=JobStatus.CANCELLED, age=5))
+
+    found = store.completed_on("team-a", "data/a.yaml")
+    assert [j.task_id for j in found] == [new.task_id, old.task_id]
+    assert [j.dataset_images for j in found] == [12, 10]
+    assert [j.task_id for j in store.completed_on("team-a", "data/a.yaml", limit=1)] == [new.task_id]
+    assert store.completed_on("team-c", "data/a.yaml") == []
+
+
 # -- update (compare-and-set) -------------------------------------------------
 
 

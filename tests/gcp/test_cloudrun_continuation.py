@@ -62,14 +62,14 @@ started, last = time.monotonic(), []
 setup, pace = float(os.environ.get("SETUP_SECONDS", "0")), float(os.environ.get("PACE_SECONDS", "0"))
 check, reason = stop.StopCheck.check, stop.StopCheck.reason
 
-def paced(self):
+def paced(self, *args, **kwargs):
     if sys._getframe(1).f_code.co_name.startswith("_on_"):  # training callbacks, not dataset generation
         time.sleep(max(0.0, (last[-1] + pace if last else started + setup) - time.monotonic()))
         last.append(time.monotonic())
-    check(self)
+    check(self, *args, **kwargs)
 
-def stuck(self):
-    found = reason(self)
+def stuck(self, *args, **kwargs):
+    found = reason(self, *args, **kwargs)
     return None if found in (stop.StopReason.CONTINUATION, stop.StopReason.SIGTERM) else found
 
 stop.StopCheck.check = paced

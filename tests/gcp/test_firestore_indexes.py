@@ -16,12 +16,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 
 import pytest
 
 from orchestrator.domain.status import JobStatus
 from tests import emulators
-from tests.contract.support import make_job
+from tests.contract.support import BASE_TIME, make_job
 from tests.firestore_index_rules import DESC, IndexFile, Shape, conjunctions, problems
 from tests.gcp_fixtures import GCP_PROJECT
 from tests.support import firestore_queries
@@ -35,6 +36,7 @@ QUEUED_INDEX = (("status", "ASCENDING"), ("priority", "DESCENDING"), ("created_a
 
 def send_every_query(client, monkeypatch) -> list[Shape]:
     """Each query the store and registry send, as their callers call them; the shapes recorded."""
+    from orchestrator.budgets.firestore import FirestoreBudgets
     from orchestrator.registry.base import ModelEntry
     from orchestrator.registry.firestore import FirestoreModelRegistry
     from orchestrator.stores import firestore as stores
@@ -45,6 +47,7 @@ def send_every_query(client, monkeypatch) -> list[Shape]:
     monkeypatch.setattr(stores, "QUEUE_PAGE", 2)  # queued_by_tenant pages past a tenant (tenant_id > ·)
     store = FirestoreJobStore(client, "training_jobs")
     registry = FirestoreModelRegistry(client)
+    budgets = FirestoreBudgets(client)
     for n, tenant in enumerate(["team-a", "team-a", "team-b", "team-b", "team-c"]):
         store.create(make_job(tenant, channel="C1" if n % 2 else None, age=n, priority=n % 3))
     registry.register(ModelEntry(tenant_id="team-a", name="m", task_id="t1", architecture="yolo11n",
@@ -60,6 +63,11 @@ def send_every_query(client, monkeypatch) -> list[Shape]:
         store.count_queued("team-a", at_most=5)                          # queue cap per tenant
         store.count_queued("team-a")
         store.active()                                                   # dispatcher, sweeps
+        store.completed_like("yolo11n", 640, limit=20)                   # estimates: similar runs
+        store.completed_on("team-a", "data.yaml", limit=5)               # estimates: a dataset's size
+        store.created_between("team-a", BASE_TIME - timedelta(days=31), BASE_TIME)  # budgets: a period's jobs
+        budgets.list()                                                   # budgets in force
+        budgets.audit(limit=10)                                          # the budget audit trail
         store.watch(lambda event: None).stop()                           # change feed (on_snapshot)
         registry.list("team-a")                                          # GET /models
         registry.list("team-a", "m")                                     # retention, weights trust
@@ -84,8 +92,10 @@ def shapes(firestore_emulator) -> list[Shape]:
 def test_every_query_the_code_sends_is_indexed(shapes):
     sites = {(shape.site.split(":")[0], shape.site.rsplit("(", 1)[-1].rstrip(")")) for shape in shapes}
     stores, registry = "orchestrator/stores/firestore.py", "orchestrator/registry/firestore.py"
-    assert {(stores, name) for name in ("list", "queued", "queued_by_tenant", "count_queued", "active", "watch")} \
-        | {(registry, "list")} <= sites, sites
+    assert {(stores, name) for name in ("list", "queued", "queued_by_tenant", "count_queued", "active", "watch",
+                                        "completed_like", "completed_on", "created_between")} \
+        | {(registry, "list"), ("orchestrator/budgets/firestore.py", "list"),
+           ("orchestrator/budgets/firestore.py", "audit")} <= sites, sites
     kinds = {shape.kind for shape in shapes}
     assert {"query", "aggregation", "listen"} <= kinds
     assert any(s.orders == (("tenant_id", "ASCENDING"), ("priority", DESC), ("created_at", "ASCENDING"))

@@ -198,8 +198,10 @@ def test_the_modal_is_valid_and_has_every_option_with_defaults():
     assert not validate_view(view), validate_view(view)
     assert len(view["title"]["text"]) <= 24
     ids = [b["block_id"] for b in view["blocks"]]
-    assert ids == ["epochs", "arch", "batch", "lr", "imgsz", "dataset", "gpu", "name", "tags", "priority"]
+    assert ids == ["epochs", "arch", "batch", "lr", "imgsz", "dataset", "gpu", "name", "tags", "priority",
+                   "max_cost"]
     by_id = {b["block_id"]: b["element"] for b in view["blocks"]}
+    assert by_id["max_cost"]["is_decimal_allowed"] and "initial_value" not in by_id["max_cost"]  # no cap by default
     assert by_id["epochs"]["initial_value"] == "10"
     assert by_id["gpu"]["initial_option"]["value"] == "cpu"
     assert by_id["arch"]["initial_option"]["value"] == "yolo11n"

@@ -13,16 +13,25 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from orchestrator.domain.cost import rates_for
-from orchestrator.domain.job import EndReason, Job, JobError, Progress
+from orchestrator.domain.job import BudgetCrossing, EndReason, Job, JobError, Progress
 from orchestrator.domain.spec import JobSpec
-from orchestrator.domain.status import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, JobStatus, can_transition
+from orchestrator.domain.status import (
+    ALLOWED_TRANSITIONS,
+    INITIAL_STATUSES,
+    TERMINAL_STATUSES,
+    JobStatus,
+    can_transition,
+)
 from orchestrator.domain.transitions import (
     OUTCOME_STATUS,
+    approve,
     claim,
     fail_queued,
     finish,
     heartbeat,
+    hold_for_approval,
     record_execution,
+    reject,
     report_progress,
     request_cancel,
     requeue,
@@ -36,6 +45,7 @@ S = JobStatus
 
 # The table as the product defines it, written out so a change to it is deliberate.
 EXPECTED = {
+    S.AWAITING_APPROVAL: {S.QUEUED, S.CANCELLED},
     S.QUEUED: {S.RUNNING, S.CANCELLED, S.FAILED},
     S.RUNNING: {S.QUEUED, S.CANCELLING, S.COMPLETED, S.FAILED},
     S.CANCELLING: {S.CANCELLED, S.COMPLETED, S.FAILED},
@@ -43,6 +53,10 @@ EXPECTED = {
     S.FAILED: set(),
     S.CANCELLED: set(),
 }
+
+
+# A budget the held sample would cross.
+OVER = BudgetCrossing(scope="channel", key="C0123", limit_usd=50, period="month", spent_usd=48.2, estimate_usd=3.1)
 
 
 def at(seconds: float) -> datetime:
@@ -66,13 +80,16 @@ def samples() -> dict[JobStatus, list[Job]]:
     completed = finish(started, 1, EndReason.COMPLETED, at(30), RATES)
     failed = finish(started, 1, EndReason.FAILED, at(30), RATES, error=JobError(reason="training_error", message="x"))
     cancelled = request_cancel(queued, "ann", at(2))
+    held = hold_for_approval(fresh(), [OVER], at(0))
+    approved = approve(held, "boss", at(1))
     return {
-        S.QUEUED: [queued, requeued],
+        S.AWAITING_APPROVAL: [held],
+        S.QUEUED: [queued, requeued, approved],
         S.RUNNING: [claimed, started, reclaimed],
         S.CANCELLING: [cancelling, cancelling_unstarted],
         S.COMPLETED: [completed],
         S.FAILED: [failed],
-        S.CANCELLED: [cancelled],
+        S.CANCELLED: [cancelled, reject(held, "boss", at(1), "too dear"), request_cancel(held, "ann", at(1))],
     }
 
 
@@ -89,6 +106,8 @@ def every_transition(job: Job) -> list[tuple[str, Job | None]]:
         ("request_cancel", request_cancel(job, "bob", now)),
         ("fail_queued", fail_queued(job, JobError(reason="dataset_error", message="gone"), now)),
         ("set_notify", set_notify(job, {"card_ts": "1.2"})),
+        ("approve", approve(job, "boss", now)),
+        ("reject", reject(job, "boss", now, "too dear")),
     ]
     for reason in EndReason:
         try:
@@ -160,6 +179,8 @@ def test_what_each_move_is_made_by():
     unbounded = {f"requeue:{r.value}:limit" for r in EndReason if r.resumes and not r.counts_as_recovery}
     failures = {f"finish:{r.value}" for r, status in OUTCOME_STATUS.items() if status is S.FAILED}
     assert {"finish:failed", "finish:timeout", "finish:gpu_unavailable", "finish:out_of_memory"} <= failures
+    assert set(reached(S.AWAITING_APPROVAL)[S.QUEUED]) == {"approve"}
+    assert set(reached(S.AWAITING_APPROVAL)[S.CANCELLED]) == {"reject", "request_cancel"}
     assert set(reached(S.QUEUED)[S.RUNNING]) == {"claim"}
     assert set(reached(S.QUEUED)[S.CANCELLED]) == {"request_cancel"}
     assert set(reached(S.QUEUED)[S.FAILED]) == {"fail_queued"}
@@ -204,3 +225,35 @@ def test_gpu_unavailable_fails_the_job_without_a_retry():
     assert job.status is S.FAILED and job.recoveries == 0 and job.error.reason == "gpu_unavailable"
     assert job.attempts[-1].end_reason is EndReason.GPU_UNAVAILABLE
     assert not EndReason.GPU_UNAVAILABLE.resumes and not EndReason.GPU_UNAVAILABLE.counts_as_recovery
+
+
+def test_a_new_job_may_be_created_awaiting_approval_and_only_a_new_one():
+    assert INITIAL_STATUSES == {S.QUEUED, S.AWAITING_APPROVAL}
+    assert not S.AWAITING_APPROVAL.is_active() and not S.AWAITING_APPROVAL.is_terminal()
+    held = hold_for_approval(fresh(), [OVER], at(0))
+    assert held.status is S.AWAITING_APPROVAL and held.approval.budgets == [OVER]
+    assert held.approval.requested_at == at(0) and held.approval.decision is None
+    assert hold_for_approval(fresh(), [], at(0)) is None  # nothing crossed: nothing to hold
+    stored = fresh().model_copy(update={"version": 3})
+    assert hold_for_approval(stored, [OVER], at(0)) is None  # a stored job is never moved back into it
+    for status, jobs in samples().items():
+        for job in jobs:
+            if status is S.QUEUED and job.version == 0 and not job.attempts and job.approval is None:
+                continue  # the new job itself
+            assert hold_for_approval(job, [OVER], at(5)) is None, status
+
+
+def test_approve_and_reject_record_who_when_and_why():
+    held = hold_for_approval(fresh(), [OVER], at(0))
+    approved = approve(held, "U-ADMIN", at(7))
+    assert approved.status is S.QUEUED and approved.approval.decision == "approved"
+    assert (approved.approval.decided_by, approved.approval.decided_at) == ("U-ADMIN", at(7))
+    assert approved.approval.budgets == [OVER] and approved.finished_at is None
+    assert approve(approved, "U-ADMIN", at(8)) is None and reject(approved, "U-ADMIN", at(8)) is None  # decided
+    rejected = reject(held, "U-ADMIN", at(9), "  not this month ")
+    assert rejected.status is S.CANCELLED and rejected.finished_at == at(9)
+    assert (rejected.approval.decision, rejected.approval.reason) == ("rejected", "not this month")
+    assert rejected.cancel.by == "U-ADMIN" and "not this month" in rejected.progress.message
+    assert reject(held, "U-ADMIN", at(9)).approval.reason == "over budget"  # no words given
+    cancelled = request_cancel(held, "U-OWNER", at(3))
+    assert cancelled.status is S.CANCELLED and cancelled.cancel.by == "U-OWNER" and cancelled.approval.decision is None
