@@ -15,6 +15,8 @@ rewrites only the metadata (a new metageneration), under the same preconditions.
 from __future__ import annotations
 
 import os
+import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,12 @@ from google.api_core import exceptions as gexc
 from orchestrator.artifacts.base import ArtifactStore, check_owner
 
 OWNER_KEY = "laxai-attempt"
-CAS_TRIES = 8  # 412s in a row before giving up: only another writer of the same file causes one
+CAS_TRIES = 20  # 412s in a row before giving up: only another writer of the same file causes one
+CAS_BACKOFF_SECONDS = 0.005  # times the try number, jittered: two writers in lockstep fall out of step
+
+
+def _back_off(tries: int) -> None:
+    time.sleep(random.uniform(0, CAS_BACKOFF_SECONDS * tries))
 
 
 class GcsArtifactStore(ArtifactStore):
@@ -50,19 +57,20 @@ class GcsArtifactStore(ArtifactStore):
         if attempt is None:
             self._bucket.blob(key).upload_from_filename(str(source))
             return self.uri(task_id, name)
-        for _ in range(CAS_TRIES):
+        for tries in range(1, CAS_TRIES + 1):
             current = self._owned(task_id, name, attempt)
             blob = self._bucket.blob(key)
             blob.metadata = {OWNER_KEY: str(attempt)}
             try:
                 blob.upload_from_filename(str(source), **_unchanged(current))
             except gexc.PreconditionFailed:
+                _back_off(tries)
                 continue  # another writer got in between: check its owner again
             return self.uri(task_id, name)
         raise RuntimeError(f"upload of {key}: the object kept changing ({CAS_TRIES} tries)")
 
     def claim(self, task_id: str, name: str, attempt: int) -> None:
-        for _ in range(CAS_TRIES):
+        for tries in range(1, CAS_TRIES + 1):
             current = self._owned(task_id, name, attempt)
             if current is None:
                 return  # no checkpoint yet: nothing an earlier attempt could overwrite
@@ -70,6 +78,7 @@ class GcsArtifactStore(ArtifactStore):
             try:
                 current.patch(**_unchanged(current))
             except gexc.PreconditionFailed:
+                _back_off(tries)
                 continue
             return
         raise RuntimeError(f"claim of {self._key(task_id, name)}: the object kept changing ({CAS_TRIES} tries)")

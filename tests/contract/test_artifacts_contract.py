@@ -184,13 +184,18 @@ def test_racing_uploads_of_two_attempts_leave_the_later_attempts_file(artifacts,
     written, attempt 1 never replaces it (the check and the replacement are one step)."""
     sources = {n: write(tmp_path / f"a{n}.pt", f"attempt {n}".encode() * 1000) for n in (1, 2)}
     refused: list[int] = []
+    failed: list[BaseException] = []
     go, second_done = threading.Barrier(2), threading.Event()
 
     def later() -> None:
         go.wait()
-        for _ in range(40):
-            artifacts.upload("task-1", "last.pt", sources[2], attempt=2)
-        second_done.set()
+        try:
+            for _ in range(40):
+                artifacts.upload("task-1", "last.pt", sources[2], attempt=2)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+        finally:
+            second_done.set()  # the zombie's last tries go on either way
 
     def zombie() -> None:
         go.wait()
@@ -208,5 +213,6 @@ def test_racing_uploads_of_two_attempts_leave_the_later_attempts_file(artifacts,
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert not failed, f"attempt 2's uploads gave up: {failed!r}"
     assert read(artifacts, tmp_path) == sources[2].read_bytes()
     assert len(refused) >= 5 and artifacts.owner("task-1", "last.pt") == 2
