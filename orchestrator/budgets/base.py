@@ -59,11 +59,16 @@ def ordered(budgets: list[Budget]) -> list[Budget]:
 class BudgetStore(abc.ABC):
     """The deployment's stored budgets and their audit trail (semantics in the module docstring)."""
 
-    @abc.abstractmethod
-    def set(self, budget: Budget, by: str, now: datetime | None = None) -> BudgetChange | None: ...
+    def set(self, budget: Budget, by: str, now: datetime | None = None) -> BudgetChange | None:
+        return self._change(budget.scope, budget.key, budget, by, now)
+
+    def remove(self, scope: str, key: str, by: str, now: datetime | None = None) -> BudgetChange | None:
+        return self._change(scope, key, None, by, now)
 
     @abc.abstractmethod
-    def remove(self, scope: str, key: str, by: str, now: datetime | None = None) -> BudgetChange | None: ...
+    def _change(self, scope: str, key: str, new: Budget | None, by: str,
+                now: datetime | None) -> BudgetChange | None:
+        """Store ``new`` (None: remove) for (scope, key) and its audit row in one step; None when nothing changed."""
 
     @abc.abstractmethod
     def list(self) -> list[Budget]: ...

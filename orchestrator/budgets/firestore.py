@@ -54,12 +54,6 @@ class FirestoreBudgets(BudgetStore):
         with self._stripes(scope, key):  # this process's writers queue here rather than abort each other
             return run_transaction(self.client, body, f"budget {scope}:{key}")
 
-    def set(self, budget: Budget, by: str, now: datetime | None = None) -> BudgetChange | None:
-        return self._change(budget.scope, budget.key, budget, by, now)
-
-    def remove(self, scope: str, key: str, by: str, now: datetime | None = None) -> BudgetChange | None:
-        return self._change(scope, key, None, by, now)
-
     def list(self) -> list[Budget]:
         try:
             return ordered([Budget.model_validate_json(s.get("budget")) for s in self._budgets.stream()])

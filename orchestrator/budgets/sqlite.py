@@ -54,12 +54,6 @@ class SqliteBudgets(BudgetStore):
         except sqlite3.Error as exc:
             raise StoreError(f"storing the budget {scope}:{key} failed: {exc}") from exc
 
-    def set(self, budget: Budget, by: str, now: datetime | None = None) -> BudgetChange | None:
-        return self._change(budget.scope, budget.key, budget, by, now)
-
-    def remove(self, scope: str, key: str, by: str, now: datetime | None = None) -> BudgetChange | None:
-        return self._change(scope, key, None, by, now)
-
     def list(self) -> list[Budget]:
         try:
             rows = self.db.read().execute("SELECT data FROM budgets").fetchall()
