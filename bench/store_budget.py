@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from bench.core import Context, Measure, Result
 from bench.items import new_result
 from bench.service import TOKEN, Service, job_body, kill_workers, wait_for
+from orchestrator.config import Settings
 
 TARGET_PER_SECOND = 1
 TARGET_SLACK_JOB_WRITES_PER_EPOCH = 3.5  # issue 11: was 6.3 while the Slack ledger lived on the job document
@@ -307,7 +308,7 @@ def _why_slack(per_epoch: float, notify: int, rest_per_epoch: float, seconds_per
         return f"{head}, {notify} of them Slack state (notify): something still writes the ledger on the job."
     return (f"{head}, none of them the notifier's (no notify writes): they are the job's own, five for its "
             "lifecycle (more per epoch the fewer epochs) and its progress and heartbeat writes, which grow with "
-            f"epoch length (PROGRESS_INTERVAL 2 s; about {seconds_per_epoch:.0f} "
+            f"epoch length (PROGRESS_INTERVAL {Settings().PROGRESS_INTERVAL:g} s; about {seconds_per_epoch:.0f} "
             f"s per epoch from submit to end here; the job submitted over REST took {rest_per_epoch:.1f} per epoch "
             "in the same run). On a quiet machine epochs are shorter.")
 

@@ -136,7 +136,9 @@ class Settings(DerivedSettings, BaseSettings):
     # after each failure up to STOP_RETRY_MAX_SECONDS, until it is accepted.
     STOP_RETRY_SECONDS: float = Field(5.0, gt=0, le=3600)
     STOP_RETRY_MAX_SECONDS: float = Field(300.0, gt=0, le=86400)
-    PROGRESS_INTERVAL: float = Field(2.0, ge=0)  # at most one progress write per this many seconds
+    # At most one progress write per this many seconds within an epoch (epoch ends go at once). 3 s: a
+    # Slack card changes at most every SLACK_CARD_MIN_INTERVAL (3 s), so more often is never seen there.
+    PROGRESS_INTERVAL: float = Field(3.0, ge=0)
     DISPATCH_INTERVAL: float = Field(1.0, gt=0)
     # The write budget's gap (orchestrator/stores/write_budget.py); unset: see ``write_gap``.
     STORE_WRITE_GAP: float | None = Field(None, ge=0, le=10)

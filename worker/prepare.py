@@ -33,7 +33,7 @@ from orchestrator.launchers.local import log_path
 from worker import checkpoints, datasets, offline, signals
 from worker.checkpoints import CheckpointUploader, ResumePoint
 from worker.gate import GatedStore, WriteGate
-from worker.reporter import Heartbeat, ProgressReporter
+from worker.reporter import Heartbeat, Liveness, ProgressReporter
 from worker.stop import Budget, CostMeter, StopCheck, StopFlags, StopReason
 from worker.timing import TrainingClock
 from worker.wandb_log import WandbRun
@@ -165,10 +165,12 @@ class Background:
     @classmethod
     def of(cls, ctx: Context, pricing: Pricing) -> Background:
         s = ctx.settings
+        alive = Liveness()  # progress writes extend the lease, so the heartbeat beats only in their gaps
         return cls(
-            Heartbeat(ctx.store, ctx.task_id, ctx.number, s.LEASE_SECONDS, ctx.flags, cancel_poll=s.CANCEL_POLL_SECONDS),
+            Heartbeat(ctx.store, ctx.task_id, ctx.number, s.LEASE_SECONDS, ctx.flags, cancel_poll=s.CANCEL_POLL_SECONDS,
+                      liveness=alive),
             ProgressReporter(ctx.store, ctx.task_id, ctx.number, s.PROGRESS_INTERVAL, ctx.flags, cost=pricing.cost,
-                             clock=TrainingClock()),
+                             clock=TrainingClock(), liveness=alive, lease_seconds=s.LEASE_SECONDS),
             CheckpointUploader(ctx.backend.artifacts, ctx.task_id, ctx.run_dir / f".staging-{ctx.number}", ctx.flags,
                                ctx.number),
         )

@@ -6,6 +6,11 @@ is logged and skipped (the lease outlives a few misses); a write the store
 refuses (the transition returned None) means the attempt is no longer ours, so
 the ``lost`` flag is raised and training stops without writing anything else.
 
+A progress write extends the lease too (it proves the attempt alive), so while training reports
+progress the heartbeat has nothing to add and skips its write: both share one ``Liveness``. On a long
+run that removes a job-document write every LEASE_SECONDS/4; the heartbeat still beats through long
+validation passes and start-up, when no progress is written.
+
 The attempt gives both its gated store (worker/prepare.py, worker/gate.py): their writes, and the
 runner's own, share one write gate, so they never land closer than the store's
 write gap (1 s on the gcp backend) even when their own schedules coincide.
@@ -28,6 +33,24 @@ from worker.timing import TrainingClock
 log = logging.getLogger(__name__)
 
 
+class Liveness:
+    """When the attempt last proved itself alive to the store (a heartbeat or a progress write that
+    extended the lease), on the monotonic clock; shared by the heartbeat and the progress reporter."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.renewed_at = time.monotonic()
+
+    def renewed(self) -> None:
+        with self._lock:
+            self.renewed_at = time.monotonic()
+
+    def since(self) -> float:
+        """Seconds since the lease was last extended."""
+        with self._lock:
+            return time.monotonic() - self.renewed_at
+
+
 def _notice_cancel(job: Job, flags: StopFlags) -> None:
     if job.status is JobStatus.CANCELLING and not flags.is_set(StopReason.CANCEL):
         log.info("cancel requested by %s; stopping after this batch", job.cancel.by if job.cancel else "?")
@@ -44,18 +67,18 @@ class Heartbeat:
     less than a write, and Firestore allows ~1 write/s per document)."""
 
     def __init__(self, store: JobStore, task_id: str, attempt: int, lease_seconds: float, flags: StopFlags,
-                 cancel_poll: float = 1.0):
+                 cancel_poll: float = 1.0, liveness: Liveness | None = None):
         self.store, self.task_id, self.attempt = store, task_id, attempt
         self.lease_seconds = lease_seconds
         self.interval = lease_seconds / 4
         self.cancel_poll = max(0.1, min(cancel_poll, self.interval))
         self.flags = flags
-        self.last_ok = time.monotonic()
+        self.liveness = liveness or Liveness()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def start(self) -> None:
-        self.last_ok = time.monotonic()
+        self.liveness.renewed()
         self._thread.start()
 
     def stop(self) -> None:
@@ -64,11 +87,9 @@ class Heartbeat:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        next_beat = time.monotonic() + self.interval
         while not self._stop.wait(self.cancel_poll) and not self.flags.lost:
-            if time.monotonic() >= next_beat:
+            if self.liveness.since() >= self.interval:  # no progress write extended the lease lately
                 self.beat()
-                next_beat = time.monotonic() + self.interval
             else:
                 self.poll_cancel()
 
@@ -88,7 +109,7 @@ class Heartbeat:
                 self.task_id, lambda j: heartbeat(j, self.attempt, utcnow(), self.lease_seconds), kind="heartbeat"
             )
         except Exception as exc:  # noqa: BLE001 - a missed beat is survivable; training goes on
-            silent = time.monotonic() - self.last_ok
+            silent = self.liveness.since()
             log.warning("heartbeat failed (%s: %s); last success %.0f s ago", type(exc).__name__, exc, silent)
             if silent > self.lease_seconds:
                 # Our lease has run out, so the dispatcher may already have started another
@@ -98,7 +119,7 @@ class Heartbeat:
         if job is None:
             self.flags.set(StopReason.LOST, f"heartbeat refused: attempt {self.attempt} is no longer current")
             return
-        self.last_ok = time.monotonic()
+        self.liveness.renewed()
         _notice_cancel(job, self.flags)
 
 
@@ -114,8 +135,11 @@ class ProgressReporter:
     """
 
     def __init__(self, store: JobStore, task_id: str, attempt: int, interval: float, flags: StopFlags,
-                 cost: Callable[[Job], CostSummary] | None = None, clock: TrainingClock | None = None):
+                 cost: Callable[[Job], CostSummary] | None = None, clock: TrainingClock | None = None,
+                 liveness: Liveness | None = None, lease_seconds: float | None = None):
         self.store, self.task_id, self.attempt = store, task_id, attempt
+        # Given both, each progress write also extends the lease and tells the heartbeat so.
+        self.liveness, self.lease_seconds = liveness, lease_seconds
         self.interval = interval
         self.min_gap = min(1.0, interval)  # even epoch ends wait this long after the previous write
         self.flags = flags
@@ -179,7 +203,8 @@ class ProgressReporter:
             # The marks first, so the cost written with them is already split by them.
             job = mark_training(job, self.attempt, self.clock.started_at, self.clock.checkpoint_at)
             return report_progress(job, self.attempt, progress, metrics or None, utcnow(),
-                                   self.cost(job) if self.cost else None)
+                                   self.cost(job) if self.cost else None,
+                                   self.lease_seconds if self.liveness else None)
 
         try:
             job = self.store.update(self.task_id, apply, kind="progress")
@@ -193,4 +218,6 @@ class ProgressReporter:
         if job is None:
             self.flags.set(StopReason.LOST, f"progress refused: attempt {self.attempt} is no longer current")
             return
+        if self.liveness is not None:
+            self.liveness.renewed()
         _notice_cancel(job, self.flags)

@@ -131,11 +131,16 @@ def heartbeat(job: Job, attempt: int, now: datetime, lease_seconds: float) -> Jo
 
 
 def report_progress(job: Job, attempt: int, progress: Progress, metrics: dict[str, float] | None,
-                    now: datetime, cost: CostSummary | None = None) -> Job | None:
-    """Store live progress from the attempt that owns the job."""
+                    now: datetime, cost: CostSummary | None = None,
+                    lease_seconds: float | None = None) -> Job | None:
+    """Store live progress from the attempt that owns the job. With ``lease_seconds`` the write also
+    extends the lease, as a heartbeat would: news from training is a sign of life, so the heartbeat
+    can skip its own write (worker/reporter.py Liveness)."""
     if not _owns(job, attempt):
         return None
     update: dict[str, Any] = {"progress": progress.model_copy(update={"updated_at": now}), "updated_at": now}
+    if lease_seconds is not None:
+        update["lease"] = Lease(attempt=attempt, expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
     if metrics is not None:
         update["metrics"] = {**job.metrics, **metrics}
     if cost is not None:
