@@ -101,8 +101,37 @@ class DerivedSettings:
         return frozenset(self.api_tokens)
 
 
+class CostSettings(BaseSettings):
+    """What a tenant may queue and spend: fair share, the estimate before launch, budgets (a part of
+    Settings, on its own for size; its fields come first in Settings' field order)."""
 
-class Settings(DerivedSettings, BaseSettings):
+    # --- fair share (14B: orchestrator/domain/fair_share.py, JobService.submit) ---
+    # Queued jobs one tenant may have; a submission above it is refused (REST 429, Slack ephemeral).
+    MAX_QUEUED_PER_TENANT: int = Field(100, ge=1)
+
+    # --- the estimate before launch (issue 15: orchestrator/estimates.py) ---
+    # Seconds the completed-job history behind estimates is kept in memory: a burst of submits queries
+    # the store once per shape; a completion shows in estimates after at most this long. 0: every submit.
+    ESTIMATE_CACHE_SECONDS: float = Field(10, ge=0, le=3600)
+
+    # --- budgets and approval (issue 15: orchestrator/domain/budget.py, orchestrator/spending.py) ---
+    # "tenant:T=500/month,channel:C0123=50/month,user:U0456=20/week" (USD): the base; budgets set at run
+    # time (Slack /train budget set, REST PUT /budgets) are stored and override it per scope and key.
+    BUDGETS: Annotated[tuple[Budget, ...], NoDecode] = ()
+    # Seconds the stored budgets are kept in memory (orchestrator/spending.py): a submit reads them from
+    # there; a change through this instance shows at once, through another instance after at most this long.
+    BUDGET_CACHE_SECONDS: float = Field(5.0, ge=0, le=3600)
+    # How often the dispatcher checks running jobs against their budgets (orchestrator/budget_stops.py): one
+    # bounded read per tenant with running jobs. A used-up budget stops them at their next checkpoint.
+    BUDGET_CHECK_SECONDS: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("BUDGETS", mode="before")
+    @classmethod
+    def _budgets(cls, value: object) -> object:
+        return parse_budgets_setting(value)
+
+
+class Settings(DerivedSettings, CostSettings):
     """All configuration, by the environment variable names the seed uses."""
 
     # hide_input_in_errors: a refused value is never echoed (LAXAI_API_TOKENS holds secrets).
@@ -147,23 +176,6 @@ class Settings(DerivedSettings, BaseSettings):
     # (REST: 503, nothing stored). LAXAI_SQLITE_BUSY_TIMEOUT is its older name.
     STORE_TIMEOUT: float = Field(10, gt=0, le=600,
                                  validation_alias=AliasChoices("STORE_TIMEOUT", "LAXAI_SQLITE_BUSY_TIMEOUT"))
-
-    # --- fair share (14B: orchestrator/domain/fair_share.py, JobService.submit) ---
-    # Queued jobs one tenant may have; a submission above it is refused (REST 429, Slack ephemeral).
-    MAX_QUEUED_PER_TENANT: int = Field(100, ge=1)
-
-    # --- the estimate before launch (issue 15: orchestrator/estimates.py) ---
-    # Seconds the completed-job history behind estimates is kept in memory: a burst of submits queries
-    # the store once per shape; a completion shows in estimates after at most this long. 0: every submit.
-    ESTIMATE_CACHE_SECONDS: float = Field(10, ge=0, le=3600)
-
-    # --- budgets and approval (issue 15: orchestrator/domain/budget.py, orchestrator/spending.py) ---
-    # "tenant:T=500/month,channel:C0123=50/month,user:U0456=20/week" (USD): the base; budgets set at run
-    # time (Slack /train budget set, REST PUT /budgets) are stored and override it per scope and key.
-    BUDGETS: Annotated[tuple[Budget, ...], NoDecode] = ()
-    # How often the dispatcher checks running jobs against their budgets (orchestrator/budget_stops.py): one
-    # bounded read per tenant with running jobs. A used-up budget stops them at their next checkpoint.
-    BUDGET_CHECK_SECONDS: float = Field(30.0, gt=0, le=3600)
 
     # --- REST API ---
     PORT: int = 8080
@@ -332,11 +344,6 @@ class Settings(DerivedSettings, BaseSettings):
     @classmethod
     def _api_tokens(cls, value: object) -> object:
         return parse_api_tokens(value)
-
-    @field_validator("BUDGETS", mode="before")
-    @classmethod
-    def _budgets(cls, value: object) -> object:
-        return parse_budgets_setting(value)
 
     @field_validator("STOP_RETRY_MAX_SECONDS")
     @classmethod

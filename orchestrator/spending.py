@@ -5,6 +5,10 @@ merged with the stored ones (orchestrator/budgets/), and the period's jobs from 
 query (``JobStore.created_between``). A job is checked against the budgets of its own tenant's jobs:
 a channel or user belongs to one Slack workspace, which is one tenant.
 
+The stored budgets are read once per ``BUDGET_CACHE_SECONDS`` (5 s), not at every submit (the ack's hot
+path): a change made through this instance drops the copy at once; one made through another instance
+of the service shows here after at most that long.
+
 Two submissions racing at a budget's edge may both pass: like MAX_QUEUED_PER_TENANT, the check bounds
 what is started, and the running cap (max-cost) bounds what is spent.
 """
@@ -12,6 +16,8 @@ what is started, and the running cap (max-cost) bounds what is spent.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -48,11 +54,13 @@ class BudgetStanding:
 class Spending:
     """The budgets of one deployment (a JobService holds one)."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, clock: Callable[[], float] = time.monotonic):
         self.backend = backend
         self.settings = backend.settings
         self._store: BudgetStore | None = None
         self._lock = threading.Lock()
+        self.clock = clock
+        self._cached: tuple[float, list[Budget]] | None = None  # (fresh until, the stored budgets)
 
     @property
     def store(self) -> BudgetStore:
@@ -67,9 +75,18 @@ class Spending:
                 opened.close()
         return self._store
 
+    def stored(self) -> list[Budget]:
+        """The stored budgets, from memory while the copy is fresh (see the module)."""
+        cached, now = self._cached, self.clock()
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        budgets = self.store.list()
+        self._cached = (now + self.settings.BUDGET_CACHE_SECONDS, budgets)
+        return budgets
+
     def in_force(self) -> list[Budget]:
         """BUDGETS, each (scope, key) overridden by a stored budget."""
-        return merged(self.settings.BUDGETS, self.store.list())
+        return merged(self.settings.BUDGETS, self.stored())
 
     def period_jobs(self, tenant_id: str, budgets: list[Budget], now: datetime) -> list[Job]:
         """The tenant's jobs created in any of ``budgets``' current periods."""
@@ -91,19 +108,27 @@ class Spending:
         """The budgets a tenant's jobs are held to, with spend over its jobs: its own tenant budget and
         every channel and user budget."""
         now = now or utcnow()
-        stored = {b.ident for b in self.store.list()}
+        stored = {b.ident for b in self.stored()}
         budgets = [b for b in self.in_force() if b.scope != "tenant" or b.key == tenant_id]
         jobs = self.period_jobs(tenant_id, budgets, now)
         return [BudgetStanding(b, spent(b, jobs, now), left(b, jobs, now), *window(b.period, now),
                                stored=b.ident in stored) for b in budgets]
 
     def set(self, budget: Budget, by: str, now: datetime | None = None) -> BudgetChange | None:
-        return self.store.set(budget, by, now or utcnow())
+        self._cached = None  # dropped before and after the write: a racing read keeps the old list at most a TTL
+        try:
+            return self.store.set(budget, by, now or utcnow())
+        finally:
+            self._cached = None
 
     def remove(self, scope: str, key: str, by: str, now: datetime | None = None) -> BudgetChange | None:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
-        return self.store.remove(scope, key, by, now or utcnow())
+        self._cached = None
+        try:
+            return self.store.remove(scope, key, by, now or utcnow())
+        finally:
+            self._cached = None
 
     def audit(self, limit: int = 50) -> list[BudgetChange]:
         return self.store.audit(limit)
