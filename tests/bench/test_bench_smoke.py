@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,30 @@ REPO = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"\d")
 
 
+def run_in_own_group(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run the bench; on a timeout interrupt it (SIGINT: its ``with`` blocks stop the `laxai serve` and
+    emulators it started, which run in sessions of their own and would outlive a kill), then kill its group."""
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"bench did not finish in {timeout:.0f} s: {stdout[-2000:]}{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 @pytest.mark.parametrize("number,item", list(enumerate(ITEMS, 1)), ids=[item.key for item in ITEMS])
 def test_quick_run_prints_and_writes_the_row_of_each_item(number, item, tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAXAI_", "SLACK_"))}
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", item.key, "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
+    done = run_in_own_group([sys.executable, "-m", "bench", "--quick", "--only", item.key, "--out", str(out)],
+                            env=env, timeout=540)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     table, text = done.stdout, out.read_text()
 
