@@ -24,6 +24,8 @@ from orchestrator.domain.estimate import describe as describe_estimate
 from orchestrator.domain.eta import eta_line, eta_of
 from orchestrator.domain.errors import FieldError
 from orchestrator.domain.job import EndReason, Job
+from orchestrator.domain.model_versions import comparison
+from orchestrator.domain.lineage import describe as describe_changes
 from orchestrator.domain.status import JobStatus
 
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks).
@@ -40,7 +42,9 @@ FALLBACK_TEXT = 3000  # chat.postMessage allows 40k; a notification preview need
 
 CANCEL_ACTION = "laxai_cancel"
 RETRY_ACTION = "laxai_retry"
+RETRY_CHANGES_ACTION = "laxai_retry_changes"  # opens the form prefilled (bot/listeners/retry_changes.py)
 WANDB_ACTION = "laxai_wandb"
+PROMOTE_ACTION = "laxai_promote"  # the completion reply's Promote (bot/listeners/models.py)
 
 STATUS_EMOJI = {
     JobStatus.QUEUED: ":hourglass_flowing_sand:",
@@ -330,18 +334,15 @@ def card(job: Job, default_gpu: str = "nvidia-l4", with_actions: bool = True) ->
     if figures:
         lines.append(figures)
     lines.extend(cost_lines(job))
-    if job.status is JobStatus.FAILED and job.error:
-        lines.append(f"*Why:* {escape(job.error.message)}")
-    if stopped_for_budget(job):
-        lines.append(f"Stopped: {escape(job.cancel.detail or 'a budget ran out')}")
-    elif job.status is JobStatus.CANCELLED and job.cancel:
-        lines.append(f"Cancelled by {user_ref(job.cancel.by)}")
+    lines.extend(ending_lines(job))
     gpu = spec.gpu_type or default_gpu
     device = job.current_attempt.device if job.current_attempt and job.current_attempt.device else None
     fields = [
         _field("Architecture", escape(mp.architecture)),
         _field("Epochs", str(tp.epochs)),
-        _field("Batch", str(tp.batch_size)),
+        # After running out of memory it trains with a smaller batch than asked (orchestrator/domain/oom.py).
+        _field("Batch", str(tp.batch_size) if job.batch_size == tp.batch_size else
+               f"{job.batch_size} (asked {tp.batch_size}; out of memory)"),
         _field("Learning rate", f"{tp.learning_rate:g}"),
         _field("Image size", f"{mp.input_size}px"),
         _field("Dataset", f"`{escape(clip(spec.dataset, 200))}`"),
@@ -373,6 +374,38 @@ def card(job: Job, default_gpu: str = "nvidia-l4", with_actions: bool = True) ->
     return Message(clip(text, FALLBACK_TEXT), fit(blocks))
 
 
+def ending_lines(job: Job) -> list[str]:
+    """The card's lines on how the job ended (why it failed, who or what stopped it), and its lineage."""
+    lines = []
+    if job.status is JobStatus.FAILED and job.error:
+        lines.append(f"*Why:* {escape(job.error.message)}")
+    if stopped_for_budget(job):
+        lines.append(f"Stopped: {escape(job.cancel.detail or 'a budget ran out')}")
+    elif job.status is JobStatus.CANCELLED and job.cancel:
+        lines.append(f"Cancelled by {user_ref(job.cancel.by)}")
+    lineage = lineage_line(job)
+    return [*lines, lineage] if lineage else lines
+
+
+LINEAGE_TEXT = 1500  # of the card's 3000: the newest versions are kept when a chain is long
+
+
+def lineage_line(job: Job) -> str | None:
+    """A retry's chain and what each version changed: ``v1 `0599de49` → v2 `1a2b3c4d` (epochs 3→10)
+    → *v3 (this run)* (lr 0.001→0.0005)``; None for a job that retries nothing."""
+    lineage = job.lineage
+    if lineage is None:
+        return None
+
+    def changes(number: int, changed: list[Any]) -> str:
+        return f" ({escape(describe_changes(changed))})" if number > 1 else ""
+
+    parts = ["\u2026"] if lineage.earlier and lineage.earlier[0].number > 1 else []
+    parts += [f"v{v.number} `{short_id(v.task_id)}`{changes(v.number, v.changes)}" for v in lineage.earlier]
+    parts.append(f"*v{lineage.number} (this run)*{changes(lineage.number, lineage.changes)}")
+    return clip_tail(":dna: " + " \u2192 ".join(parts), LINEAGE_TEXT)
+
+
 def card_actions(job: Job) -> list[dict[str, Any]]:
     actions = []
     if job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.AWAITING_APPROVAL):
@@ -387,6 +420,7 @@ def card_actions(job: Job) -> list[dict[str, Any]]:
         actions.append(button("Cancel", CANCEL_ACTION, job.task_id, style="danger", confirm=confirm))
     if job.status.is_terminal():
         actions.append(button("Retry", RETRY_ACTION, retry_value(job), style="primary"))
+        actions.append(button("Retry with changes", RETRY_CHANGES_ACTION, job.task_id))
     if job.artifacts.wandb_url and job.artifacts.wandb_url.startswith(("https://", "http://")):
         actions.append(button("Open in W&B", WANDB_ACTION, job.task_id, url=job.artifacts.wandb_url))
     return actions
@@ -423,6 +457,13 @@ RESUME_WORDS = {
     EndReason.LEASE_EXPIRED: ":warning: *Worker lost*",
     EndReason.LAUNCH_FAILED: ":warning: *Launch failed*",
     EndReason.CONTINUATION: ":fast_forward: *Continued in a new execution* (planned, before the time limit)",
+    EndReason.STALLED: ":hourglass: *Stalled*",
+}
+# What to try when a resume keeps happening (the others need nothing from the user).
+RESUME_HINTS = {
+    EndReason.STALLED: ("The worker was alive but its training loop stopped moving (a hung data loader or device), "
+                        "so it was stopped and restarted; this counts against MAX_RECOVERIES. If it stalls again, "
+                        "check the dataset's storage and the GPU, or try a smaller batch_size."),
 }
 
 
@@ -441,7 +482,8 @@ def resumed(job: Job, number: int) -> Message:
     if lost_seconds:
         lost = lost_seconds * job.cost.usd_per_second
         text += f", lost {duration(lost_seconds)} ({format_usd(lost)})"
-    return reply(text + ".")
+    hint = RESUME_HINTS.get(previous.end_reason)
+    return reply(text + "." + (f"\n{hint}" if hint else ""))
 
 
 def completed(job: Job) -> Message:
@@ -465,7 +507,18 @@ def completed(job: Job) -> Message:
                  f"\u00b7 Cost {cost_text(job, final=True)}")
     if worth_showing(job.cost):  # where the money went, when a fair share of it was not training
         lines.append(f"\u2022 Cost {format_usd(job.cost.usd)}: {escape(split_text(job.cost))}")
-    return reply("\n".join(lines))
+    if art.baseline is not None:  # the best earlier version of this name (orchestrator/domain/model_versions.py)
+        lines.append(f"\u2022 Compared with {comparison(art.baseline, job.metrics, job.cost.usd, wall)}")
+    return reply("\n".join(lines), *promote_actions(job))
+
+
+def promote_actions(job: Job) -> list[dict[str, Any]]:
+    """The Promote button of a registered model's completion reply (bot/listeners/models.py)."""
+    if not job.artifacts.registry_name or job.artifacts.registry_version is None:
+        return []
+    return [{"type": "actions", "block_id": "laxai_model_actions",
+             "elements": [button(f"Promote v{job.artifacts.registry_version} to production", PROMOTE_ACTION,
+                                 job.task_id, style="primary")]}]
 
 
 # Failure reasons said in words first (the others show as "reason: message").
@@ -473,6 +526,8 @@ FAILURE_WORDS = {
     "gpu_unavailable": "no GPU, so it stopped rather than train on the CPU",
     "launch_failed": "no worker could be started",
     "bad_weights": "its weights were refused (not the tenant's, unavailable, or not a safe checkpoint)",
+    "diverged": "training diverged (a NaN or infinite loss) and was stopped within that batch",
+    "out_of_memory": "out of memory, with no smaller batch left to retry",
 }
 
 
@@ -569,6 +624,8 @@ Quote values with spaces: `name="my run"`.
 8 characters of the ID are enough).
 \u2022 `/train list` \u2014 recent jobs in this channel.
 \u2022 `/train costs [week|month]` \u2014 what this team spent, by user, channel, architecture and GPU, with budgets.
+\u2022 `/train models [NAME]` \u2014 registered model versions with their metrics, and which is in production \
+(a completed run's *Promote* button sets it: its submitter or an admin).
 \u2022 `/train cancel ID` / `/train retry ID` \u2014 or use the buttons on the job's card; for the job's submitter \
 and admins.
 \u2022 `/train budget` \u2014 budgets with spend and what is left; admins: `/train budget set channel=C0123 50/month` \

@@ -17,7 +17,8 @@ from orchestrator.domain.errors import FieldError, suggest
 from bot import budget_command
 from bot.options import KEYS, OptionErrors, did_you_mean, lookup
 
-SUBCOMMANDS = ("help", "status", "list", "cancel", "retry", "budget", "costs")
+SUBCOMMANDS = ("help", "status", "list", "cancel", "retry", "budget", "costs", "models")
+MODEL_NAME_CHARS = 100  # a run's name (custom_name) is at most this long
 
 # Slack (and phones) turn quotes into typographic ones; treat them as plain quotes.
 SMART_QUOTES = str.maketrans({
@@ -74,7 +75,14 @@ class Costs:
     period: str = "month"
 
 
-Command = Train | OpenModal | Help | Status | ListJobs | Cancel | Retry | Costs | budget_command.BudgetCommand
+@dataclass(frozen=True)
+class Models:
+    """``/train models [NAME]``: registered versions with their metrics and aliases (ephemeral)."""
+
+    name: str | None = None
+
+
+Command = Train | OpenModal | Help | Status | ListJobs | Cancel | Retry | Costs | Models | budget_command.BudgetCommand
 
 
 def normalize(text: str) -> str:
@@ -159,6 +167,12 @@ def _subcommand(name: str, args: list[_Token]) -> Command:
         if len(words) > 1 or (words and words[0].lower() not in ("week", "month")):
             raise OptionErrors([FieldError("costs", "takes week or month (default month): `/train costs week`")])
         return Costs(words[0].lower() if words else "month")
+    if name == "models":  # a name may have spaces: the words are the name
+        model = " ".join(words).strip()
+        if len(model) > MODEL_NAME_CHARS:
+            raise OptionErrors([FieldError("models", f"a model name is at most {MODEL_NAME_CHARS} characters: "
+                                                     "`/train models [NAME]`")])
+        return Models(model or None)
     if name == "list":
         if words:
             raise OptionErrors([FieldError("list", "takes no arguments: `/train list`")])

@@ -56,8 +56,9 @@ def _plain(initial: str, placeholder: str, max_length: int | None = None) -> dic
     return element
 
 
-def _elements(gpu_type: str, gpu_types: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    d = defaults(gpu_type)
+def _elements(gpu_type: str, gpu_types: tuple[str, ...],
+              initial: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    d = {**defaults(gpu_type), **(initial or {})}  # initial: a job's own values (Retry with changes)
     return {
         "epochs": _number(d["epochs"], low=LIMITS["epochs"][0], high=LIMITS["epochs"][1]),
         "arch": _select(list(ARCHITECTURES), d["arch"]),
@@ -67,20 +68,21 @@ def _elements(gpu_type: str, gpu_types: tuple[str, ...]) -> dict[str, dict[str, 
         "dataset": _plain(d["dataset"], "synthetic, synthetic:64, /data/x/data.yaml or gs://bucket/x",
                           LIMITS["dataset"]),
         "gpu": _select(list(gpu_types), d["gpu"]),
-        "name": _plain("", "e.g. my run (default: arch-epochs)", LIMITS["custom_name"]),
-        "tags": _plain("", "comma-separated, e.g. baseline,fast"),
+        "name": _plain(d["name"], "e.g. my run (default: arch-epochs)", LIMITS["custom_name"]),
+        "tags": _plain(d["tags"], "comma-separated, e.g. baseline,fast"),
         "priority": _number(d["priority"], low=LIMITS["priority"][0], high=LIMITS["priority"][1]),
         "max_cost": _number(d["max_cost"], decimal=True, high=LIMITS["max_cost_usd"]),
     }
 
 
 def view(channel: str, gpu_type: str, thread_ts: str | None = None,
-         gpu_types: tuple[str, ...] | None = None) -> dict[str, Any]:
+         gpu_types: tuple[str, ...] | None = None, initial: dict[str, str] | None = None) -> dict[str, Any]:
     """The modal for views.open; its GPU choices are ``gpu_types``, what this deployment runs
-    (``orchestrator.backends.gpu_types_available``; unset: only ``gpu_type``)."""
+    (``orchestrator.backends.gpu_types_available``; unset: only ``gpu_type``). ``initial``: values
+    shown instead of the defaults, by option key (``bot.retry_form.prefill``)."""
     gpu_types = gpu_types or (gpu_type,)
     blocks = []
-    for key, element in _elements(gpu_type, gpu_types).items():
+    for key, element in _elements(gpu_type, gpu_types, initial).items():
         option = BY_KEY[key]
         allowed = f"one of {', '.join(gpu_types)}" if key == "gpu" else option.allowed
         blocks.append({

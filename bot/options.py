@@ -9,6 +9,7 @@ name the user typed.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,12 +153,13 @@ def typed_names(values: dict[str, tuple[str, str]]) -> dict[str, str]:
     return {".".join(BY_KEY[key].path): name for key, (name, _raw) in values.items()}
 
 
-def build_spec(tenant_id: str, values: dict[str, tuple[str, str]]) -> JobSpec:
-    """JobSpec from ``{option key: (name as typed, raw text)}``; blanks mean the default.
+def build_spec(tenant_id: str, values: dict[str, tuple[str, str]], base: dict[str, Any] | None = None) -> JobSpec:
+    """JobSpec from ``{option key: (name as typed, raw text)}``; blanks mean the default, or what
+    ``base`` (a spec as JSON: Retry with changes keeps what the form does not change) says.
 
     Raises OptionErrors naming the typed names, with what each allows.
     """
-    data: dict[str, Any] = {"tenant_id": tenant_id}
+    data: dict[str, Any] = {**copy.deepcopy(base or {}), "tenant_id": tenant_id}
     typed: dict[str, str] = {}
     for key, (name, raw) in values.items():
         option = BY_KEY[key]

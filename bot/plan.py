@@ -3,7 +3,8 @@
 Pure and level-triggered: from the job's current state and ``job.notify`` it
 lists the messages still owed, in thread order. Intermediate states the
 notifier never got to are dropped (a job that already finished gets its card and
-final reply, not a late "started"). Keys name each message once and for all, so
+final reply, not a late "started"; out-of-memory retries are the exception: they say why it
+trained at a smaller batch). Keys name each message once and for all, so
 a restart or a duplicate event can never make the same message owed twice.
 """
 
@@ -17,9 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.domain.job import EndReason, Job
+from orchestrator.domain.oom import retries as oom_retries
 from orchestrator.domain.status import JobStatus
 
-from bot import approval, blocks
+from bot import approval, blocks, curves, oom_blocks
 
 # Lower runs first: a final word beats news, news beats a refreshed card.
 FINAL, LIFECYCLE, UPDATE = 0, 1, 2
@@ -30,7 +32,7 @@ MILESTONES = (25, 50, 75)
 class Step:
     """One message the thread still needs."""
 
-    key: str  # "card", "started", "resumed:2", "milestone:50", "final"
+    key: str  # "card", "started", "resumed:2", "oom:1", "milestone:50", "final"
     priority: int
 
 
@@ -65,10 +67,12 @@ def due(job: Job) -> list[Step]:
         # A request shown gets its answer, even when the job finished before the notifier got to it.
         if was_approved(job) and "approval" in posted(job) and "decision" not in done:
             steps.append(Step("decision", FINAL))
+        steps.extend(oom_steps(job, done, FINAL))  # the story of its batch stays in the thread
         if "final" not in done:
             steps.append(Step("final", FINAL))
-        return steps + closing(job, done)
+        return steps + closing(job, done) + curves_step(job, done)
     steps.extend(approval_steps(job, done))
+    steps.extend(oom_steps(job, done, LIFECYCLE))
     current = job.current_attempt
     live = current is not None and current.started_at is not None and current.ended_at is None
     if live and current.number == 1 and "started" not in done:
@@ -76,13 +80,22 @@ def due(job: Job) -> list[Step]:
     if live and current.number > 1:
         previous = job.attempts[current.number - 2]
         key = f"resumed:{current.number}"
-        if previous.end_reason is not None and previous.end_reason.resumes and key not in done:
+        # After running out of memory the oom: reply said it, and what the batch is now.
+        if previous.end_reason is not None and previous.end_reason.resumes and key not in done \
+                and previous.end_reason is not EndReason.OUT_OF_MEMORY:
             steps.append(Step(key, LIFECYCLE))
     if live and job.status is JobStatus.RUNNING:
         reached = crossed_milestone(job.progress.progress_percent)
         if reached > highest_milestone(done):
             steps.append(Step(f"milestone:{reached}", LIFECYCLE))
     return steps
+
+
+def oom_steps(job: Job, done: set[str], priority: int) -> list[Step]:
+    """One reply per out-of-memory retry (orchestrator/domain/oom.py), keyed by the execution that ran out:
+    ``oom:N``. Owed once the job is requeued with the smaller batch, and still after it finished."""
+    keys = (f"oom:{retry.attempt.number}" for retry in oom_retries(job))
+    return [Step(key, priority) for key in keys if key not in done]
 
 
 def was_approved(job: Job) -> bool:
@@ -107,6 +120,14 @@ def closing(job: Job, done: set[str]) -> list[Step]:
     return []
 
 
+def curves_step(job: Job, done: set[str]) -> list[Step]:
+    """A finished job that trained an epoch or more gets one picture of its curves, after its final
+    reply (thread order: the final word never waits for a picture); bot/curves.py, bot/notifier/uploads.py."""
+    if job.epochs and curves.KEY not in done:
+        return [Step(curves.KEY, LIFECYCLE)]
+    return []
+
+
 def render(job: Job, key: str, best_map: float | None = None, default_gpu: str = "nvidia-l4") -> blocks.Message:
     """The message for ``key`` as of the job's current state (the latest state wins)."""
     if key == "card":
@@ -120,10 +141,14 @@ def render(job: Job, key: str, best_map: float | None = None, default_gpu: str =
         return with_stop_note(message, job) if job.status is JobStatus.CANCELLED else message
     if key == "started":
         return blocks.started(job)
+    if key.startswith("oom:"):
+        return oom_blocks.retried(job, int(key.split(":", 1)[1]))
     if key.startswith("resumed:"):
         return blocks.resumed(job, int(key.split(":", 1)[1]))
     if key.startswith("milestone:"):
         return blocks.milestone(job, int(key.split(":", 1)[1]), best_map)
+    if key == curves.KEY:
+        return curves.caption(job)  # the upload's comment; the picture is drawn where it is uploaded
     raise ValueError(f"unknown message key {key!r}")
 
 

@@ -156,6 +156,8 @@ class Settings(DerivedSettings, CostSettings):
     LEASE_SECONDS: float = Field(60, gt=0)  # a worker that misses heartbeats this long is presumed lost
     STARTUP_GRACE_SECONDS: float = Field(600, gt=0)  # from launch to the worker's first heartbeat
     MAX_RECOVERIES: int = Field(3, ge=0)  # lost executions before a job fails
+    OOM_RETRIES: int = Field(2, ge=0, le=10)  # out of memory: retried with half the batch this often (domain/oom.py)
+    STALL_SECONDS: float = Field(600, gt=0, le=86400)  # no batch this long: stopped, resumed (worker/watchdog.py)
     TASK_TIMEOUT: float = Field(0, ge=0)  # the platform's cap per execution (0: none); Cloud Run GPU: 3600
     TASK_TIMEOUT_MARGIN: float = Field(120, ge=0)  # checkpoint and exit this long before TASK_TIMEOUT
     CANCEL_GRACE_SECONDS: float = Field(60, gt=0)  # then the launcher stops the execution hard

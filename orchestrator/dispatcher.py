@@ -3,7 +3,8 @@
 One pass (``tick``) does, under a store lock so two service instances never
 dispatch at once:
 1. recover (orchestrator/recovery.py): a running job whose worker is gone goes back
-   to the queue (or fails, ``out_of_memory``); a cancelling one whose worker ignored
+   to the queue (one killed over its memory limit with half the batch, orchestrator/domain/oom.py);
+   a cancelling one whose worker ignored
    the request past CANCEL_GRACE_SECONDS is stopped hard (a failed stop call is asked
    again with backoff, orchestrator/stopping.py) and marked cancelled once its
    execution is seen ended, or its lease expires;

@@ -4,8 +4,8 @@ The first step of every dispatcher pass (orchestrator/dispatcher.py), under its 
 - a running job whose worker is gone (its lease expired, or its local process exited
   without closing the job) goes back to the queue and resumes from its checkpoint, up
   to MAX_RECOVERIES (``recovered``);
-- but one the kernel killed over WORKER_MEMORY_LIMIT fails, ``out_of_memory``: it would
-  run out again;
+- but one the kernel killed over WORKER_MEMORY_LIMIT ends ``out_of_memory``: it goes back to the
+  queue with half the batch, OOM_RETRIES times at most, then fails (orchestrator/domain/oom.py);
 - a cancelling one whose worker ignored the request past CANCEL_GRACE_SECONDS is stopped
   hard (orchestrator/stopping.py: a failed stop call is asked again with backoff) and
   stays cancelling until its execution is seen ended (then cancelled, the attempt's
@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from orchestrator.backends import Backend
 from orchestrator.config import Settings
 from orchestrator.domain.cost import Rates
-from orchestrator.domain.job import EndReason, Job, JobError
+from orchestrator.domain.job import EndReason, Job
+from orchestrator.domain.oom import after_out_of_memory
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import finish, requeue
 from orchestrator.stopping import Stopper
@@ -66,7 +67,7 @@ class Recovery:
                 continue
             oom = self.backend.launcher.out_of_memory(execution) if exit_code is not None else None
             if oom:
-                self._fail_out_of_memory(job, oom, now)
+                self._out_of_memory(job, oom, now)
                 continue
             if exit_code is not None:
                 # The process ended without closing its attempt: give its last write a moment
@@ -92,19 +93,21 @@ class Recovery:
             if changed is not None:
                 log.warning("job %s attempt %d lost (%s); now %s", job.task_id, number, detail, changed.status.value)
 
-    def _fail_out_of_memory(self, job: Job, detail: str, now: datetime) -> None:
-        """The kernel killed the worker over WORKER_MEMORY_LIMIT: the job fails (a rerun would too)."""
+    def _out_of_memory(self, job: Job, detail: str, now: datetime) -> None:
+        """The kernel killed the worker over WORKER_MEMORY_LIMIT: half the batch while retries are left,
+        else the job fails (orchestrator/domain/oom.py)."""
         rates, estimate = attempt_rates(self.settings, job)
         number = job.current_attempt.number
-        error = JobError(reason=EndReason.OUT_OF_MEMORY.value, message=detail)
+        self.stopper.forget(job.current_attempt.execution)
         changed = self.store.update(
             job.task_id,
-            lambda j: finish(j, number, EndReason.OUT_OF_MEMORY, now, rates, estimate, error=error, detail=detail,
-                             progress=j.progress.model_copy(update={"message": "Failed: out of memory"})),
-            kind="status:failed",
+            lambda j: after_out_of_memory(j, number, now, rates, self.settings.OOM_RETRIES, self.settings.MAX_RECOVERIES,
+                                          estimate, detail=detail, stopped_at=now),
+            kind="out_of_memory",
         )
         if changed is not None:
-            log.warning("job %s attempt %d: %s", job.task_id, number, detail)
+            log.warning("job %s attempt %d: %s; now %s (%s)", job.task_id, number, detail, changed.status.value,
+                        changed.progress.message)
 
     def _force_cancel(self, job: Job, now: datetime, exit_code: int | None) -> None:
         """Past the cancel grace, within the lease: stop the execution, and end the job once it is seen

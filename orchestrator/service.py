@@ -14,12 +14,12 @@ from orchestrator.backends import Backend, gpu_types_available
 from orchestrator.domain.cost_cap import stopped_for_budget
 from orchestrator.domain.errors import FieldError, SpecError
 from orchestrator.domain.job import Job, Origin, Progress, utcnow
+from orchestrator.domain.lineage import Lineage, keeps_checkpoint, lineage_after
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import approve, hold_for_approval, reject, request_cancel
 from orchestrator.estimates import Estimator
 from orchestrator.launchers.local import log_path
-from orchestrator.registry.base import ModelEntry
 from orchestrator.spending import Spending
 from orchestrator.trust import checks as trust_checks
 
@@ -80,9 +80,11 @@ class JobService:
     # -- submit -----------------------------------------------------------
 
     def submit(self, spec: JobSpec, origin: Origin, idempotency_key: str | None = None,
-               retry_of: str | None = None, resume_from: str | None = None) -> tuple[Job, bool]:
+               retry_of: str | None = None, resume_from: str | None = None,
+               lineage: Lineage | None = None) -> tuple[Job, bool]:
         """Store and enqueue a job; (job, created). A reused idempotency key returns the first job.
-        ``resume_from``: a job of the same tenant whose last.pt this one continues from (a Retry of a cost stop)."""
+        ``resume_from``: a job of the same tenant whose last.pt this one continues from (a Retry of a cost stop);
+        ``lineage``: a retry's place in its chain (orchestrator/domain/lineage.py)."""
         check_dataset(spec, self.backend)
         check_gpu_type(spec, gpu_types_available(self.settings))
         job = Job(
@@ -91,6 +93,7 @@ class JobService:
             origin=origin,
             retry_of=retry_of,
             resume_from=resume_from,
+            lineage=lineage,
             idempotency_key=idempotency_key,
             progress=Progress(total_epochs=spec.training_params.epochs, message="Queued"),
         )
@@ -151,9 +154,6 @@ class JobService:
         lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
         return [line for line in lines if line.strip()][-tail:]
 
-    def models(self, tenant_id: str, name: str | None = None) -> list[ModelEntry]:
-        return self.backend.registry.list(tenant_id, name)
-
     # -- control ----------------------------------------------------------
 
     def cancel(self, tenant_id: str, task_id: str, by: str) -> tuple[Job, bool]:
@@ -195,9 +195,13 @@ class JobService:
         self.retry_threads[source] = thread_of
 
     def retry(self, tenant_id: str, task_id: str, origin: Origin | None = None,
-              idempotency_key: str | None = None) -> Job:
-        """A new job with the same spec, linked to the original."""
+              idempotency_key: str | None = None, spec: JobSpec | None = None) -> Job:
+        """A new job with the same spec (or ``spec``: Retry with changes), linked to the original."""
         original = self.get(tenant_id, task_id)
+        if spec is not None and spec.tenant_id != original.tenant_id:
+            raise SpecError([FieldError("tenant_id", "a retry stays in the original job's tenant")])
+        spec = spec or original.spec
+        lineage = lineage_after(original.task_id, original.lineage, original.spec, spec)
         if not original.status.is_terminal():
             raise Conflict(f"job {task_id} is {original.status.value}; only finished jobs can be retried")
         base = origin or original.origin
@@ -213,9 +217,10 @@ class JobService:
                                            "team": original.origin.team})
         # A job its cost cap or a budget stopped continues from its checkpoint: the epochs paid for stay done.
         # (One stopped before its first checkpoint passes on the one it resumed from.)
+        # A retry that changes what is trained (epochs, lr, the data...) starts over.
         resume = None
-        if stopped_for_budget(original):
+        if stopped_for_budget(original) and keeps_checkpoint(lineage.changes):
             resume = original.task_id if original.artifacts.last_checkpoint else original.resume_from
-        job, _ = self.submit(original.spec, base, idempotency_key=idempotency_key, retry_of=original.task_id,
-                             resume_from=resume)
+        job, _ = self.submit(spec, base, idempotency_key=idempotency_key, retry_of=original.task_id,
+                             resume_from=resume, lineage=lineage)
         return job

@@ -30,6 +30,7 @@ def _isolated_env(tmp_path, monkeypatch):
 LONGEST_FIRST = (
     "tests/bench/test_bench_smoke.py",
     "tests/slack/test_slack_twenty.py",
+    "tests/e2e/test_demo.py",
     "tests/worker/test_worker_runs.py",
     "tests/faults/test_item7_checks.py",
     "tests/slack/test_slack_e2e.py",

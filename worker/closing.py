@@ -2,7 +2,9 @@
 
 ``close`` turns an Outcome (worker/outcome.py) into exactly one closing write: completed
 (final checkpoints, registry, W&B), failed, cancelled, timeout (``finish``), or interrupted
-and continuation (``requeue``, the job resumes from its last checkpoint). ``fail_unstarted``
+and continuation (``requeue``, the job resumes from its last checkpoint); ``stalled`` requeues
+from the stall watchdog's thread (worker/watchdog.py) while training hangs; out of memory requeues
+with half the batch or fails (orchestrator/domain/oom.py). ``fail_unstarted``
 fails an attempt whose set-up failed before its start write. The background threads stop
 before the closing write, so no heartbeat or progress lands after it; a lost attempt writes
 nothing. Every closing returns ``Ended``: the exit code (worker/fenced.py) and the job as the
@@ -18,6 +20,7 @@ from typing import Any, NamedTuple
 
 from orchestrator.domain.cost_cap import budget_stop
 from orchestrator.domain.job import EndReason, Job, JobError, Progress, utcnow
+from orchestrator.domain.oom import after_out_of_memory
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import finish, heartbeat, requeue
 from orchestrator.stores.base import StoreError
@@ -70,7 +73,9 @@ def close(attempt: Attempt, outcome: Outcome) -> Ended:
             log.exception("could not store the results")
             return fail(attempt, error_from(exc, "artifact_error", attempt.ctx.home, attempt.ctx.log_file))
     if outcome.error is not None:
-        return fail(attempt, outcome.error)
+        if outcome.end is EndReason.OUT_OF_MEMORY:
+            return _out_of_memory(attempt, outcome.error)
+        return fail(attempt, outcome.error, outcome.end)
     reason = outcome.stopped
     attempt.background.stop(flags, flush=True, upload_wait=UPLOAD_WAIT.get(reason, DEFAULT_UPLOAD_WAIT))
     if flags.lost:
@@ -183,10 +188,11 @@ def _completed(attempt: Attempt, trained: Trained) -> Ended:
 def _failed_write(ctx: Context, job: Job, background: Background | None, pricing: Pricing, error: JobError,
                   reason: EndReason, kept: Kept, trained: float | None = None) -> Ended:
     progress = _progress(job, f"Failed: {error.message}"[:200], kept.epochs)
+    detail = None if reason is EndReason.FAILED else error.message  # e.g. diverged: where, and what to change
     return _closing_write(
         ctx, background,
         lambda j: finish(j, ctx.number, reason, utcnow(), pricing.rates, pricing.estimate, error=error,
-                         artifacts=kept.artifacts, progress=progress, training_seconds=trained),
+                         artifacts=kept.artifacts, progress=progress, training_seconds=trained, detail=detail),
         "status:failed",
     )
 
@@ -239,6 +245,44 @@ def _timeout(attempt: Attempt) -> Ended:
     )
 
 
+def stalled(attempt: Attempt, idle: float) -> Ended:
+    """The stall watchdog (worker/watchdog.py) saw no batch finish for STALL_SECONDS: requeue the job to
+    resume from its last checkpoint. Runs on the watchdog's thread while training hangs; the fencing
+    refuses whichever of this and a late close of the training thread comes second."""
+    ctx = attempt.ctx
+    attempt.background.stop(ctx.flags, flush=False, upload_wait=DEFAULT_UPLOAD_WAIT)  # the epoch's last.pt
+    if ctx.flags.lost:
+        return _lost(attempt)
+    limit = ctx.settings.STALL_SECONDS
+    why = f"no training batch finished for {idle:.0f} s (STALL_SECONDS={limit:g})"
+    ended = _requeue(attempt, EndReason.STALLED, why)
+    _wake_dispatcher(ctx, ended, "stalled")
+    return ended
+
+
+def _out_of_memory(attempt: Attempt, error: JobError) -> Ended:
+    """Training ran out of memory: back to the queue with half the batch, from the last checkpoint, or failed
+    with a hint once OOM_RETRIES are spent (orchestrator/domain/oom.py decides, inside the closing write)."""
+    ctx, pricing, settings = attempt.ctx, attempt.setup.pricing, attempt.ctx.settings
+    error = scrubbed(error, ctx.home)
+    attempt.background.stop(ctx.flags, flush=True, upload_wait=DEFAULT_UPLOAD_WAIT)  # the last.pt the retry resumes
+    if ctx.flags.lost:
+        return Ended(EXIT_NOT_OURS)
+    kept = _kept(attempt)
+    progress = _progress(attempt.job, "Failed: out of memory", kept.epochs)
+    ended = _closing_write(
+        ctx, attempt.background,
+        lambda j: after_out_of_memory(j, ctx.number, utcnow(), pricing.rates, settings.OOM_RETRIES,
+                                      settings.MAX_RECOVERIES, pricing.estimate, detail=error.message,
+                                      progress=progress, tail=error.tail, lost_seconds=round(kept.lost_seconds, 3),
+                                      end_epoch=kept.epochs, artifacts=kept.artifacts,
+                                      training_seconds=_trained(attempt)),
+        "out_of_memory",
+    )
+    _wake_dispatcher(ctx, ended, "out_of_memory")
+    return ended
+
+
 def _requeue(attempt: Attempt, reason: EndReason, why: str) -> Ended:
     ctx, pricing = attempt.ctx, attempt.setup.pricing
     kept = _kept(attempt)
@@ -265,12 +309,17 @@ def _continuation(attempt: Attempt) -> Ended:
             "twice in a row; use a smaller dataset, batch or input size, or raise TASK_TIMEOUT")))
     limit = ctx.settings.TASK_TIMEOUT
     ended = _requeue(attempt, EndReason.CONTINUATION, f"planned stop before the {limit:g} s execution limit")
-    if ended.code == EXIT_OK and ended.job is not None and ended.job.status is JobStatus.QUEUED:
-        try:  # start the next execution now rather than at the dispatcher's next scan
-            ctx.backend.queue.publish(ctx.task_id, reason="continuation")
-        except Exception:  # noqa: BLE001 - the dispatcher's scan finds the queued job anyway
-            log.warning("could not publish the continuation; the dispatcher's scan will pick it up", exc_info=True)
+    _wake_dispatcher(ctx, ended, "continuation")
     return ended
+
+
+def _wake_dispatcher(ctx: Context, ended: Ended, reason: str) -> None:
+    """Start the requeued job's next execution now rather than at the dispatcher's next scan."""
+    if ended.code == EXIT_OK and ended.job is not None and ended.job.status is JobStatus.QUEUED:
+        try:
+            ctx.backend.queue.publish(ctx.task_id, reason=reason)
+        except Exception:  # noqa: BLE001 - the dispatcher's scan finds the queued job anyway
+            log.warning("could not publish the %s; the dispatcher's scan will pick it up", reason, exc_info=True)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ Failure reasons (``JobError.reason``) the worker gives:
   (worker/checkpoints.py ``BadWeights``), including the job's own last.pt when it was tampered with.
 - ``dataset_error``: our ``DatasetError`` (worker/datasets.py), or a dataset problem Ultralytics
   found itself (its message starts with ``Dataset '``).
+- ``diverged``: the training loss became NaN or infinite (worker/watchdog.py ``Diverged``); the
+  attempt ends with ``EndReason.DIVERGED`` and the job fails, saying the epoch, the batch and a hint.
+- ``out_of_memory``: training ran out of memory (``is_out_of_memory``: CUDA's OutOfMemoryError and
+  its kin); the attempt ends with ``EndReason.OUT_OF_MEMORY`` and the closing path retries the job
+  with half the batch or fails it (orchestrator/domain/oom.py).
 - ``training_error``: anything else training raised; ``worker_error``: the worker itself failed
   (set-up, or a bug of ours); ``artifact_error`` (worker/closing.py): the results could not be stored.
 
@@ -18,6 +23,7 @@ server paths and no traceback; the traceback goes to the log.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from worker import checkpoints, datasets
 from worker.error_text import user_error_text
 from worker.gpu import GpuUnavailable
 from worker.stop import StopReason, TrainingStopped
+from worker.watchdog import Diverged
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ class Outcome:
     completed: Trained | None = None
     stopped: StopReason | None = None
     error: JobError | None = None
+    end: EndReason = EndReason.FAILED  # why the attempt ended, with ``error``
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,22 @@ def training_outcome(exc: Exception, home: Path, log_file: Path) -> Outcome:
     if isinstance(exc, TrainingStopped):
         log.info("training stopped: %s", exc.reason.value)
         return Outcome(stopped=exc.reason)
+    if is_out_of_memory(exc):
+        log.error("out of memory in training", exc_info=exc)
+        return Outcome(error=error_from(exc, EndReason.OUT_OF_MEMORY.value, home, log_file), end=EndReason.OUT_OF_MEMORY)
+    if isinstance(exc, Diverged):
+        log.error("%s", exc)
+        return Outcome(error=JobError(reason=EndReason.DIVERGED.value, message=str(exc)), end=EndReason.DIVERGED)
     log.error("training failed", exc_info=exc)
     # Ultralytics wraps dataset problems it finds itself as "Dataset '...' error".
     reason = "dataset_error" if str(exc).startswith("Dataset '") else "training_error"
     return Outcome(error=error_from(exc, reason, home, log_file))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether training ran out of memory: torch's OutOfMemoryError (CUDA), a RuntimeError saying so (other
+    accelerators, as Ultralytics recognises them), or Python's own MemoryError."""
+    torch = sys.modules.get("torch")  # loaded by training; never imported here just to ask
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())

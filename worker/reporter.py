@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from orchestrator.domain.epochs import EpochRow, with_epochs
 from orchestrator.domain.job import CostSummary, Job, Progress, utcnow
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import heartbeat, mark_training, report_progress
@@ -131,7 +132,8 @@ class ProgressReporter:
     background thread writes. Updates that arrive between two writes are
     coalesced: the newest progress wins and metrics are merged, so Firestore's
     ~1 write/s per document is respected. Each write also stamps the training ``clock``'s
-    marks on the attempt (worker/timing.py), so the cost split needs no writes of its own.
+    marks on the attempt (worker/timing.py), so the cost split needs no writes of its own, and
+    carries the finished epochs' rows (orchestrator/domain/epochs.py), so the curves need none either.
     """
 
     def __init__(self, store: JobStore, task_id: str, attempt: int, interval: float, flags: StopFlags,
@@ -148,6 +150,7 @@ class ProgressReporter:
         self._cond = threading.Condition()
         self._progress: Progress | None = None
         self._metrics: dict[str, float] = {}
+        self._rows: list[EpochRow] = []  # finished epochs not yet written
         self._urgent = False
         self._last_write = float("-inf")
         self._stopping = False
@@ -156,12 +159,16 @@ class ProgressReporter:
     def start(self) -> None:
         self._thread.start()
 
-    def offer(self, progress: Progress, metrics: dict[str, float] | None = None, urgent: bool = False) -> None:
-        """Queue an update (no I/O). ``urgent`` for epoch ends: written without the interval wait."""
+    def offer(self, progress: Progress, metrics: dict[str, float] | None = None, urgent: bool = False,
+              row: EpochRow | None = None) -> None:
+        """Queue an update (no I/O). ``urgent`` for epoch ends: written without the interval wait;
+        ``row``: the epoch's metric row, kept until a write carries it."""
         with self._cond:
             self._progress = progress
             if metrics:
                 self._metrics.update(metrics)
+            if row is not None:
+                self._rows.append(row)
             self._urgent = self._urgent or urgent
             self._cond.notify()
 
@@ -193,18 +200,19 @@ class ProgressReporter:
 
     def _write_pending(self) -> None:
         with self._cond:
-            progress, metrics = self._progress, self._metrics
+            progress, metrics, rows = self._progress, self._metrics, self._rows
             if progress is None:
                 return
-            self._progress, self._metrics, self._urgent = None, {}, False
+            self._progress, self._metrics, self._rows, self._urgent = None, {}, [], False
             self._last_write = time.monotonic()
 
         def apply(job: Job) -> Job | None:
             # The marks first, so the cost written with them is already split by them.
             job = mark_training(job, self.attempt, self.clock.started_at, self.clock.checkpoint_at)
-            return report_progress(job, self.attempt, progress, metrics or None, utcnow(),
-                                   self.cost(job) if self.cost else None,
-                                   self.lease_seconds if self.liveness else None)
+            reported = report_progress(job, self.attempt, progress, metrics or None, utcnow(),
+                                       self.cost(job) if self.cost else None,
+                                       self.lease_seconds if self.liveness else None)
+            return with_epochs(reported, rows) if reported is not None else None
 
         try:
             job = self.store.update(self.task_id, apply, kind="progress")
@@ -214,6 +222,7 @@ class ProgressReporter:
                 if self._progress is None:
                     self._progress = progress
                 self._metrics = {**metrics, **self._metrics}
+                self._rows = rows + self._rows
             return
         if job is None:
             self.flags.set(StopReason.LOST, f"progress refused: attempt {self.attempt} is no longer current")

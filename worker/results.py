@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.domain.job import Progress
 from orchestrator.registry.base import ModelEntry
+from worker.baseline import baseline_of
 from worker.checkpoints import BEST, LAST
 from worker.outcome import Trained
 from worker.prepare import Attempt
@@ -64,10 +65,12 @@ def _register(attempt: Attempt, name: str, checkpoint: str, metrics: dict[str, f
         entry = attempt.ctx.backend.registry.register(ModelEntry(
             tenant_id=job.tenant_id, name=name, task_id=attempt.ctx.task_id,
             architecture=job.spec.model_params.architecture, checkpoint=checkpoint, metrics=metrics,
-            wandb_artifact=wandb_ref,
+            wandb_artifact=wandb_ref, source=job.origin.source, submitted_by=job.origin.user,
+            channel=job.origin.channel,
         ))
     except Exception as exc:  # noqa: BLE001 - the model is trained and stored; say what is missing
         log.exception("model registry unavailable")
         return f"not registered: {type(exc).__name__}: {exc}"[:300]
-    artifacts.update(registry_name=entry.name, registry_version=entry.version)
+    artifacts.update(registry_name=entry.name, registry_version=entry.version,
+                     baseline=baseline_of(attempt.ctx.backend.registry, attempt.ctx.backend.store, entry))
     return None

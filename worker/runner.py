@@ -7,7 +7,8 @@ weights, Ultralytics: worker/training.py), which ends in an Outcome (worker/outc
 one closing write (worker/closing.py): completed, cancelled, timeout, failed (``finish``) or
 interrupted, continuation (``requeue``). The attempt number is the fencing token: when any
 transition is refused the attempt is no longer ours, and the worker stops without writing
-anything more (worker/fenced.py, with the exit codes).
+anything more (worker/fenced.py, with the exit codes). A training loop that hangs is ended from the
+stall watchdog's thread instead (``_stalled``, worker/watchdog.py): requeued, then the process exits.
 
 Every write to the job goes through one ``WriteGate`` (worker/gate.py), shared with the
 heartbeat and progress threads.
@@ -16,6 +17,7 @@ heartbeat and progress threads.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import timedelta
 
@@ -30,6 +32,7 @@ from worker.fenced import EXIT_NOT_OURS, EXIT_OK, EXIT_STORE_ERROR, NotOurs
 from worker.outcome import Outcome, error_from, setup_failure, training_outcome
 from worker.prepare import Attempt, Context
 from worker.stop import StopFlags
+from worker.watchdog import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,20 @@ def _train_and_close(attempt: Attempt) -> int:
     return ended.code
 
 
+def _stalled(attempt: Attempt, idle: float) -> None:
+    """The stall watchdog fired (its thread; training hangs): requeue the job, then end the process, hung
+    training thread and all. W&B is left as it is: the next execution appends to the same run."""
+    code = EXIT_STORE_ERROR  # if the closing itself raises: exit anyway, the dispatcher recovers the job
+    try:
+        code = closing.stalled(attempt, idle).code
+    except Exception:  # noqa: BLE001 - a hung process must not outlive its watchdog
+        log.exception("could not end the stalled attempt")
+    finally:
+        log.error("attempt %d of %s stalled; exiting with code %d", attempt.ctx.number, attempt.ctx.task_id, code)
+        logging.shutdown()  # flush the log: os._exit skips it
+        os._exit(code)
+
+
 def _train(attempt: Attempt) -> Outcome:
     """The training step: checked inputs, then Ultralytics; every exception becomes an Outcome."""
     from worker.training import TrainingSession
@@ -119,10 +136,12 @@ def _train(attempt: Attempt) -> Outcome:
         inputs = prepare.inputs(attempt, stop)
         dataset_size.record(attempt, inputs.data_yaml)  # for the estimates of later jobs
         session = TrainingSession(
-            spec=attempt.job.spec, data_yaml=inputs.data_yaml, run_dir=ctx.run_dir, device=attempt.setup.device,
+            spec=attempt.job.spec, batch=attempt.job.batch_size, data_yaml=inputs.data_yaml, run_dir=ctx.run_dir,
+            device=attempt.setup.device,
             resume=attempt.setup.resume, stop=stop, reporter=attempt.background.reporter,
             uploader=attempt.background.uploader, wandb=attempt.wandb, weights=inputs.weights,
-            clock=attempt.background.clock,
+            clock=attempt.background.clock, attempt=ctx.number,
+            watch=StallWatch(ctx.settings.STALL_SECONDS, lambda idle: _stalled(attempt, idle)),
         )
         return Outcome(completed=session.train())
     except Exception as exc:  # noqa: BLE001 - the job fails (or stops) with the error's words

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import Settings
+from orchestrator.domain.epochs import row_from
 from orchestrator.domain.job import Progress
 from orchestrator.domain.spec import JobSpec
 from worker.checkpoints import BEST, LAST, CheckpointUploader, ResumePoint
@@ -27,6 +28,7 @@ from worker.reporter import ProgressReporter
 from worker.stop import StopCheck
 from worker.timing import TrainingClock
 from worker.wandb_log import WandbRun
+from worker.watchdog import Diverged, StallWatch, non_finite_loss
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,10 @@ class TrainingSession:
     wandb: WandbRun
     weights: Path | None = None  # the checked local file of model_params.weights, when given
     clock: TrainingClock = field(default_factory=TrainingClock)  # the loop's times, for the cost split
+    attempt: int = 1  # the attempt's number (test faults, worker/inject.py, tell the first one apart)
+    # The batch to train with: the job's (Job.batch_size: halved after running out of memory); None: the spec's.
+    batch: int | None = None
+    watch: StallWatch | None = None  # the stall watchdog (worker/watchdog.py), armed while the loop runs
     epochs_done: int = 0  # finished epochs of the job (not only of this attempt)
     start_epoch: int = field(default=0, init=False)  # where this attempt began
     final_metrics: dict[str, float] = field(default_factory=dict)
@@ -159,6 +165,8 @@ class TrainingSession:
             model.train(**args)
         finally:
             self.clock.end()  # finished, stopped or failed: what follows (final uploads) is overhead
+            if self.watch is not None:
+                self.watch.stop()
         log.info("training call: started at unix %.3f, took %.3f s (CPU %.3f s), peak RSS %.1f MiB",
                  started_wall, time.monotonic() - started, time.process_time() - cpu, peak_rss_mib())
         trainer = model.trainer
@@ -174,7 +182,9 @@ class TrainingSession:
             "device": self.device.arg,
             "workers": min(GPU_WORKERS, os.cpu_count() or 1) if self.device.is_gpu else 0,
             "plots": False,  # plotting needs fonts and time, and nobody looks at the PNGs
-            "batch": self.spec.training_params.batch_size,
+            # On a resume too: Ultralytics lets a resume change the batch (its check_resume), so a retry after
+            # running out of memory continues from last.pt with the smaller one (orchestrator/domain/oom.py).
+            "batch": self.batch or self.spec.training_params.batch_size,
             "imgsz": self.spec.model_params.input_size,
         }
 
@@ -203,6 +213,14 @@ class TrainingSession:
             ("on_fit_epoch_end", self._on_fit_epoch_end),
         ):
             model.add_callback(event, callback)
+        if self.watch is not None:  # every step between batches moves the loop too (validation included)
+            for event in ("on_train_epoch_start", "on_train_epoch_end", "on_val_start", "on_val_batch_end",
+                          "on_val_end", "on_model_save", "on_fit_epoch_end"):
+                model.add_callback(event, lambda trainer: self.watch.beat())
+        from worker import inject  # test-only faults; none unless LAXAI_TEST_INJECT is set
+
+        for event, callback in inject.callbacks(self.attempt):
+            model.add_callback(event, callback)
 
     # -- callbacks (training thread) -------------------------------------------
 
@@ -213,6 +231,8 @@ class TrainingSession:
         self._train_started = time.monotonic()
         self.clock.start()  # the loop begins: data, model build and the first validation set-up came before
         self.start_epoch = self.epochs_done = int(trainer.start_epoch)
+        if self.watch is not None:
+            self.watch.start()
 
     def _on_epoch_start(self, trainer: Any) -> None:
         self._batch, self._batches = 0, len(trainer.train_loader)
@@ -220,6 +240,13 @@ class TrainingSession:
 
     def _on_batch_end(self, trainer: Any) -> None:
         self._batch += 1
+        if self.watch is not None:
+            self.watch.beat()
+        bad = non_finite_loss(trainer)
+        if bad is not None:  # stop within this batch: every later one would be wasted (worker/watchdog.py)
+            params = self.spec.training_params
+            raise Diverged(bad, self.epochs_done + 1, self._batch, params.learning_rate,
+                           self.batch or params.batch_size)
         if not self._first_batch_logged:
             self._first_batch_logged = True
             log.info("first training batch done at unix %.3f", time.time())
@@ -255,9 +282,11 @@ class TrainingSession:
         self.final_metrics = metrics  # until the final validation replaces them
         try:
             loss = _total_loss(trainer)
-            self.reporter.offer(self.progress(loss=loss, metrics=metrics, epoch_end=True), metrics, urgent=True)
             values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics,
                       **getattr(trainer, "lr", {})}
+            row = row_from(self.epochs_done, self.reporter.attempt, values)  # the curves' row, on the same write
+            self.reporter.offer(self.progress(loss=loss, metrics=metrics, epoch_end=True), metrics, urgent=True,
+                                row=row)
             self.wandb.log_epoch(self.epochs_done, {k: float(v) for k, v in values.items()})
         except Exception:  # noqa: BLE001 - reporting never breaks training
             log.warning("could not report epoch %d", self.epochs_done, exc_info=True)

@@ -118,7 +118,8 @@ class WandbRun:
         self._guard("log", lambda: self.run.log({**values, "epoch": epoch}, step=epoch))
 
     def log_model(self, path: Path, name: str, metadata: dict[str, Any]) -> str | None:
-        """The best checkpoint as a 'model' artifact aliased best and latest; returns its reference."""
+        """The best checkpoint as a 'model' artifact aliased best, latest and job-<task id>; returns its
+        reference (by the job's alias, so it names this version)."""
 
         def log_it() -> str:
             import wandb
@@ -126,8 +127,10 @@ class WandbRun:
             named = artifact_name(self.tenant, name)
             artifact = wandb.Artifact(named, type="model", metadata={**metadata, "tenant": self.tenant})
             artifact.add_file(str(path), name="best.pt")
-            self.run.log_artifact(artifact, aliases=["best", "latest"])
-            return f"{named}:latest"
+            # A per-job alias names this very version: a Promote later adds "production" to it.
+            job_alias = f"job-{_slug(str(metadata.get('task_id') or 'run'), 64)}"
+            self.run.log_artifact(artifact, aliases=["best", "latest", job_alias])
+            return f"{named}:{job_alias}"
 
         return self._guard("artifact", log_it)
 

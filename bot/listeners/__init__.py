@@ -12,11 +12,13 @@ import re
 
 from slack_bolt import App
 
-from bot import approval, blocks, modal
+from bot import approval, blocks, modal, retry_form
 from bot.listeners.approvals import Approvals
 from bot.listeners.buttons import Buttons
 from bot.listeners.form import FormSubmission
+from bot.listeners.models import Models
 from bot.listeners.parts import FrontEndParts
+from bot.listeners.retry_changes import RetryWithChanges
 from bot.listeners.slash import SlashCommand
 
 
@@ -28,7 +30,11 @@ def register(app: App, parts: FrontEndParts) -> None:
     app.action(blocks.RETRY_ACTION)(buttons.on_retry)
     app.action(blocks.WANDB_ACTION)(buttons.on_link)
     app.view(modal.CALLBACK_ID)(form.on_submit)
+    retry_changes = RetryWithChanges(parts)  # the prefilled form (bot/retry_form.py)
+    app.action(blocks.RETRY_CHANGES_ACTION)(retry_changes.on_click)
+    app.view(retry_form.CALLBACK_ID)(retry_changes.on_submit)
     approvals = Approvals(parts)  # a job held over a budget (bot/approval.py)
     app.action(approval.APPROVE_ACTION)(approvals.on_approve)
     app.action(approval.REJECT_ACTION)(approvals.on_reject)
     app.view(approval.REJECT_CALLBACK)(approvals.on_reason)
+    app.action(blocks.PROMOTE_ACTION)(Models(parts).on_promote)  # the completion reply's Promote

@@ -23,6 +23,7 @@ from bot.access import Caller, JobLookupError
 from bot.budget_command import BudgetList, BudgetRemove, BudgetSet
 from bot.listeners.budgets import BudgetReplies
 from bot.listeners.caller import caller_of, idempotency_key, slack_origin
+from bot.listeners.models import Models
 from bot.listeners.parts import FrontEndParts
 from bot.listeners.submit import NotSubmitted, submit
 from bot.options import OptionErrors, spec_error_to_options
@@ -74,6 +75,8 @@ class SlashCommand:
             return blocks.list_message(self.parts.service.list(caller.tenant, channel=caller.channel, limit=10))
         if isinstance(command, BUDGET_COMMANDS):
             return self.budgets.reply(caller, command)
+        if isinstance(command, commands.Models):  # the registry (bot/listeners/models.py)
+            return Models(self.parts).reply(caller, command.name)
         if isinstance(command, commands.Costs):  # the team's spend (orchestrator/spend_reports.py)
             jobs = self.parts.service
             return cost_blocks.costs_message(spend_report(jobs.store, getattr(jobs, "spending", None),

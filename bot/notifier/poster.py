@@ -11,7 +11,8 @@ to do next from one word:
     gone          the card can't be edited any more (deleted, archived, edit window closed)
 
 Messages carry metadata (``laxai_notify`` with task and key), which is how ``find``
-recognises an earlier post whose outcome was unknown.
+recognises an earlier post whose outcome was unknown; a file shared in the thread (the training
+curves, bot/notifier/uploads.py) has none, so it is recognised by its file name.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
+from bot import blocks, curves
 from bot.clients import retry_after
 from bot.pacer import Pacer
 
@@ -163,6 +164,8 @@ def error_code(exc: SlackApiError) -> str:
 
 
 def _is_ours(message: dict[str, Any], task_id: str, key: str) -> bool:
+    if key == curves.KEY:
+        return any(f.get("name") == curves.filename(task_id) for f in message.get("files") or [])
     metadata = message.get("metadata") or {}
     payload = metadata.get("event_payload") or {}
     return (metadata.get("event_type") == METADATA_TYPE and payload.get("task_id") == task_id

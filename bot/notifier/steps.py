@@ -19,9 +19,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from bot import plan
+from orchestrator.curves import job_png
+
+from bot import curves, plan
 from bot.config import SlackSettings
 from bot.ledger import Ledger
+from bot.notifier import uploads
 from bot.notifier.poster import Outcome, SlackPoster, lookup_hopeless
 from bot.notifier.state import Track
 from bot.threads.base import SlackThread
@@ -66,11 +69,29 @@ class Steps:
         if state == "uncertain" and self._found_earlier(track, key, channel, thread):
             return
         message = plan.render(track.job, key, track.best_map, self.default_gpu)
-        outcome = self.poster.post(channel, thread, message, task_id, key, plain=key in track.plain)
+        if key == curves.KEY:
+            outcome = self.upload_curves(track, channel, thread, message.text)
+        else:
+            outcome = self.poster.post(channel, thread, message, task_id, key, plain=key in track.plain)
         if outcome.ok:
             self._posted(track, key, str(outcome.ts), channel)
+        elif outcome.kind == "refused":  # can never work here (bot/notifier/uploads.py): no retries
+            self.give_up(track, key, f"Slack refused it ({outcome.error})")
         else:
             self._post_failed(track, key, outcome, channel)
+
+    def upload_curves(self, track: Track, channel: str, thread: str | None, caption: str) -> Outcome:
+        """The job's training curves, drawn now, as a PNG shared in its thread (bot/notifier/uploads.py)."""
+        job = track.job
+        try:
+            png = job_png(job)
+        except Exception as exc:  # noqa: BLE001 - a picture that can't be drawn is given up, never retried
+            log.exception("Slack notifier: drawing the curves of %s failed", job.task_id)
+            return Outcome("refused", error=f"could not draw the curves: {type(exc).__name__}: {exc}")
+        self.poster.sent += 3  # the three calls of the upload flow
+        item = uploads.Upload(channel, thread, png, curves.filename(job.task_id), curves.title(job), caption,
+                              curves.alt_text(job))
+        return uploads.upload(self.poster.client, self.poster.pacer, item)
 
     def _found_earlier(self, track: Track, key: str, channel: str, thread: str | None) -> bool:
         """An earlier try may have posted ``key``: True when that is settled (found, or given up)."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from orchestrator.api import budget_routes, cost_routes, eventarc, push
+from orchestrator.api import budget_routes, cost_routes, eventarc, model_routes, plot_routes, push
 from orchestrator.api.errors import BodyLimit, install_error_handlers
 from orchestrator.api.oidc import OidcGate
 from orchestrator.api.routes import router
@@ -34,6 +34,8 @@ def create_app(runtime: Runtime, extensions: set[str] | None = None, with_extens
     app.include_router(router)
     app.include_router(budget_routes.router)  # approve / reject held jobs, budgets (issue 15)
     app.include_router(cost_routes.router)  # GET /costs: spend reports (issue 15)
+    app.include_router(model_routes.router)  # GET /models, promote a version (issue 12)
+    app.include_router(plot_routes.router)  # GET /jobs/{id}/plot.png: training curves (issue 12)
     # Machine callers (Pub/Sub push, Cloud Scheduler, Eventarc), OIDC-checked; not in the OpenAPI spec.
     app.state.oidc = OidcGate(runtime.settings, runtime.oidc_certs)
     app.include_router(push.router)

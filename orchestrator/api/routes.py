@@ -1,4 +1,4 @@
-"""REST routes: the seed's POST /orchestrate and GET /status, plus jobs, models and health."""
+"""REST routes: the seed's POST /orchestrate and GET /status, plus jobs and health (models: model_routes.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from orchestrator.api.schemas import (
     ErrorResponse,
     JobList,
     LogsResponse,
-    ModelList,
     OrchestrateRequest,
     StatusResponse,
     SubmitResponse,
@@ -87,9 +86,10 @@ def get_job(task_id: str, request: Request, tenant: Tenant) -> dict:
 
 
 def _live(request: Request, job: Job) -> dict:
-    """The job's status view with its live parts: place in the queue, ETA (orchestrator/queue_view.py)."""
+    """The job's status view with its live parts: place in the queue, ETA (orchestrator/queue_view.py);
+    and its epoch rows (the curves' data: one job's only, a list of jobs would grow too large)."""
     jobs = service(request)
-    return live_views([job], jobs.store, jobs.settings)[0]
+    return {**live_views([job], jobs.store, jobs.settings)[0], "epochs": [row.model_dump() for row in job.epochs]}
 
 
 @router.post("/jobs/{task_id}/cancel", response_model=CancelResponse, responses=ERRORS)
@@ -114,14 +114,6 @@ def job_logs(task_id: str, request: Request, tenant: Tenant,
              tail: Annotated[int, Query(ge=1, le=5000)] = 200) -> LogsResponse:
     """The last lines of the worker's output (local backend)."""
     return LogsResponse(task_id=task_id, lines=service(request).logs(tenant, task_id, tail))
-
-
-@router.get("/models", response_model=ModelList, responses=ERRORS)
-def list_models(request: Request, tenant: Tenant,
-                name: Annotated[str | None, Query(max_length=100)] = None) -> dict:
-    """Registered model versions, newest first."""
-    entries = service(request).models(tenant, name)
-    return {"models": [entry.model_dump() for entry in entries]}
 
 
 @router.get("/healthz", responses={503: {"description": "a background loop is not recovering; named in problems"}})

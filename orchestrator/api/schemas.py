@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from orchestrator.domain.epochs import EpochRow
 from orchestrator.domain.spec import JobSpec
 
 
@@ -79,6 +80,7 @@ class AttemptView(BaseModel):
     detail: str | None
     start_epoch: int
     end_epoch: int | None
+    batch_size: int | None = Field(None, description="the batch it trained with (halved after running out of memory)")
 
 
 class WaitingForView(BaseModel):
@@ -114,14 +116,20 @@ class StatusResponse(BaseModel):
     cost: dict[str, Any]
     artifacts: dict[str, Any]
     retry_of: str | None
+    batch_size: int | None = Field(None, description="the batch it trains with: training_params.batch_size, or half "
+                                   "of it per out-of-memory retry (OOM_RETRIES)")
     resume_from: str | None = Field(None, description="a Retry of a job stopped for its cost: the job whose "
                                     "checkpoint it continues from")
+    lineage: dict[str, Any] | None = Field(None, description="a retry's place in its chain: {number, changes: "
+                                           "[{field, before, after}], earlier: [{task_id, number, changes}]}")
     cancel: dict[str, Any] | None = Field(None, description="who stopped it and when: {by, at, detail}; by "
                                           "'budget' for its max_cost_usd or a budget, with the words in detail")
     estimate: EstimateView | None = Field(None, description="the estimate made at submit")
     queue: QueueView | None = Field(None, description="while queued: its place in line and why it waits")
     approval: ApprovalView | None = Field(None, description="set when a budget held it at submit")
     eta: EtaView | None = Field(None, description="while running: when it should finish")
+    epochs: list[EpochRow] | None = Field(None, description="GET /status and /jobs/{id} only: one row per "
+                                          "finished epoch, across all attempts (the curves of /jobs/{id}/plot.png)")
 
 
 class JobList(BaseModel):
@@ -178,10 +186,29 @@ class ModelView(BaseModel):
     checkpoint: str
     metrics: dict[str, float]
     created_at: datetime
+    aliases: list[str] = Field(default_factory=list, description="aliases pointing at this version, e.g. production")
+    source: str | None = None
+    submitted_by: str | None = None
+
+
+class AliasView(BaseModel):
+    name: str
+    alias: str
+    version: int
+    set_by: str
+    set_at: datetime
+    previous: int | None = None
 
 
 class ModelList(BaseModel):
     models: list[ModelView]
+    aliases: list[AliasView] = Field(default_factory=list, description="where each alias of these names points")
+
+
+class PromoteResponse(BaseModel):
+    alias: AliasView
+    changed: bool = Field(description="false: the alias already pointed at this version; nothing changed")
+    model: ModelView
 
 
 class FieldProblem(BaseModel):

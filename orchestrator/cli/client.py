@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -28,6 +29,10 @@ class LaxaiClient:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response to one request; ClientError for a refusal (its words) or no answer."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -40,7 +45,7 @@ class LaxaiClient:
             except ValueError:
                 message, detail = response.text[:500], None
             raise ClientError(response.status_code, str(message), detail)
-        return response.json()
+        return response
 
     def submit(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -65,6 +70,10 @@ class LaxaiClient:
     def reject(self, task_id: str, reason: str | None = None) -> dict[str, Any]:
         return self._call("POST", f"/jobs/{task_id}/reject", json={"reason": reason} if reason else None)
 
+    def plot(self, task_id: str) -> bytes:
+        """The job's training curves, PNG bytes (409 while no epoch has finished)."""
+        return self._send("GET", f"/jobs/{task_id}/plot.png").content
+
     def logs(self, task_id: str, tail: int = 200) -> list[str]:
         return self._call("GET", f"/jobs/{task_id}/logs", params={"tail": tail})["lines"]
 
@@ -73,6 +82,14 @@ class LaxaiClient:
 
     def models(self, name: str | None = None) -> list[dict[str, Any]]:
         return self._call("GET", "/models", params={"name": name} if name else {})["models"]
+
+    def model_listing(self, name: str | None = None) -> dict[str, Any]:
+        """``GET /models``: ``models`` (each with its ``aliases``) and ``aliases``."""
+        return self._call("GET", "/models", params={"name": name} if name else {})
+
+    def promote(self, name: str, version: str, alias: str = "production") -> dict[str, Any]:
+        path = f"/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}/promote"
+        return self._call("POST", path, params={"alias": alias})
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")

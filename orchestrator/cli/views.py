@@ -98,8 +98,10 @@ def queue_text(queue: dict[str, Any]) -> str:
     return f"{where}: {queue['waiting_for']['text']}"
 
 
-def watch(fetch: Callable[[], dict[str, Any]], console: Console, interval: float = 0.5) -> dict[str, Any]:
-    """Show a live progress bar until the job finishes; returns the final view."""
+def watch(fetch: Callable[[], dict[str, Any]], console: Console, interval: float = 0.5,
+          on_view: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Show a live progress bar until the job finishes; returns the final view. ``on_view`` sees every
+    view (what it prints goes above the bar: the demo's per-epoch lines, orchestrator/cli/demo.py)."""
     bar = Progress(TextColumn("[bold]{task.fields[status]:<10}"), BarColumn(bar_width=40),
                    TextColumn("{task.percentage:>5.1f}%"), TextColumn("{task.fields[detail]}"), console=console)
     task = bar.add_task("job", total=100, status="queued", detail="")
@@ -111,6 +113,8 @@ def watch(fetch: Callable[[], dict[str, Any]], console: Console, interval: float
                 bar.update(task, completed=view["progress"]["progress_percent"], status=view["status"],
                            detail=progress_line(view))
                 message.plain = view["progress"]["message"]
+                if on_view is not None:
+                    on_view(view)
                 if view["status"] in TERMINAL:
                     break
                 time.sleep(interval)
@@ -150,7 +154,7 @@ def summary(view: dict[str, Any], models: list[dict[str, Any]] | None = None) ->
         table.add_row("Where it went", split)
     attempts = view.get("attempts", [])
     if len(attempts) > 1:
-        table.add_row("Executions", ", ".join(f"#{a['number']} {a['why']}" for a in attempts))
+        table.add_row("Executions", ", ".join(f"#{a['number']} {a['why']}" + _at_batch(a) for a in attempts))
     if view.get("error"):
         table.add_row("Error", Text(f"{view['error']['reason']}: {view['error']['message']}", style="red"))
     stop = view.get("cancel") or {}
@@ -174,9 +178,8 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     return table
 
 
-def models_table(models: list[dict[str, Any]]) -> Table:
-    table = Table("name", "version", "mAP50-95", "architecture", "task_id", "checkpoint")
-    for m in models:
-        table.add_row(m["name"], str(m["version"]), f"{m['metrics'].get('mAP50-95', 0):.3f}", m["architecture"],
-                      m["task_id"], m["checkpoint"])
-    return table
+def _at_batch(attempt: dict) -> str:
+    """' at batch 8' for an execution that ran out of memory (retried with half: orchestrator/domain/oom.py)."""
+    if attempt.get("why") != "out_of_memory" or not attempt.get("batch_size"):
+        return ""
+    return f" at batch {attempt['batch_size']}"

@@ -18,6 +18,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.domain.errors import FieldError, SpecError
+from orchestrator.domain.epochs import EpochRow
+from orchestrator.domain.lineage import Lineage
+from orchestrator.domain.model_versions import Baseline
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 
@@ -48,20 +51,25 @@ class EndReason(str, enum.Enum):
     CONTINUATION = "continuation"  # planned stop before the task time cap; resumes
     LEASE_EXPIRED = "lease_expired"  # worker stopped heartbeating (killed, machine lost)
     LAUNCH_FAILED = "launch_failed"  # the execution could not be started
-    OUT_OF_MEMORY = "out_of_memory"  # the kernel killed the worker over WORKER_MEMORY_LIMIT; fails the job
+    # CUDA out of memory in training, or the kernel killed the worker over WORKER_MEMORY_LIMIT: the job goes back
+    # to the queue with half the batch, OOM_RETRIES times at most, then fails (orchestrator/domain/oom.py)
+    OUT_OF_MEMORY = "out_of_memory"
     GPU_UNAVAILABLE = "gpu_unavailable"  # REQUIRE_GPU and no CUDA device visible; fails the job, no retry
+    DIVERGED = "diverged"  # the training loss became NaN or infinite (worker/watchdog.py); fails the job, no retry
+    STALLED = "stalled"  # heartbeating, but no batch finished for STALL_SECONDS (worker/watchdog.py); resumes
 
     @property
     def resumes(self) -> bool:
-        """Whether the job goes back to the queue after an attempt ends this way."""
+        """Whether the job may go back to the queue after an attempt ends this way (out of memory: while
+        OOM_RETRIES and the batch allow, orchestrator/domain/oom.py decides)."""
         return self in (EndReason.INTERRUPTED, EndReason.CONTINUATION, EndReason.LEASE_EXPIRED,
-                        EndReason.LAUNCH_FAILED)
+                        EndReason.LAUNCH_FAILED, EndReason.STALLED, EndReason.OUT_OF_MEMORY)
 
     @property
     def counts_as_recovery(self) -> bool:
         """Lost executions count against MAX_RECOVERIES; planned continuations don't, nor do failed
         launches (nothing ran: MAX_LAUNCH_ATTEMPTS in a row bounds those)."""
-        return self in (EndReason.INTERRUPTED, EndReason.LEASE_EXPIRED)
+        return self in (EndReason.INTERRUPTED, EndReason.LEASE_EXPIRED, EndReason.STALLED)
 
 
 class Progress(Record):
@@ -101,6 +109,7 @@ class Attempt(Record):
     # When the dispatcher saw the execution ended, having stopped it or found it exited (13R): its GPU
     # bills no more. None when the worker closed the attempt itself, or the end was never seen.
     stopped_at: datetime | None = None
+    batch_size: int | None = None  # the batch it trained with (set at claim; None: stored before it was recorded)
 
     @property
     def billed_seconds(self) -> float:
@@ -176,6 +185,9 @@ class Artifacts(Record):
     wandb_url: str | None = None
     wandb_run: str | None = None
     log: str | None = None
+    # The best earlier version of the same model name, for the completion reply's comparison: picked by
+    # the worker when it registers the model, stored with the completed write (domain/model_versions.py).
+    baseline: Baseline | None = None
 
 
 class BudgetCrossing(Record):
@@ -244,6 +256,8 @@ class Job(Record):
     finished_at: datetime | None = None
     progress: Progress = Progress()
     metrics: dict[str, float] = Field(default_factory=dict)
+    # One row per finished epoch, across all attempts (orchestrator/domain/epochs.py): the training curves.
+    epochs: list[EpochRow] = Field(default_factory=list)
     attempts: list[Attempt] = Field(default_factory=list)
     lease: Lease | None = None
     recoveries: int = 0
@@ -255,6 +269,10 @@ class Job(Record):
     retry_of: str | None = None
     # A Retry of a job stopped by its cost cap or a budget continues from that job's last.pt (its task id).
     resume_from: str | None = None
+    # The batch it runs with after running out of memory (orchestrator/domain/oom.py): the spec stays as submitted.
+    batch_override: int | None = None
+    # A retry's place in its chain (v1 -> v2 -> v3) and what it changed (orchestrator/domain/lineage.py).
+    lineage: Lineage | None = None
     # A budget ran out while it ran: the worker stops it at its next checkpoint (orchestrator/domain/cost_cap.py).
     budget_stop: CancelRequest | None = None
     idempotency_key: str | None = None
@@ -292,6 +310,11 @@ class Job(Record):
     def priority(self) -> int:
         return self.spec.priority
 
+    @property
+    def batch_size(self) -> int:
+        """The batch its next execution trains with: the spec's, or smaller after running out of memory."""
+        return self.batch_override or self.spec.training_params.batch_size
+
     def status_view(self) -> dict[str, Any]:
         """The seed's GET /status response format, plus attempts, metrics, cost."""
         return {
@@ -321,14 +344,17 @@ class Job(Record):
                     "detail": a.detail,
                     "start_epoch": a.start_epoch,
                     "end_epoch": a.end_epoch,
+                    "batch_size": a.batch_size,
                 }
                 for a in self.attempts
             ],
             "error": self.error.model_dump() if self.error else None,
             "cost": self.cost.model_dump(),
             "artifacts": self.artifacts.model_dump(),
+            "batch_size": self.batch_size,
             "retry_of": self.retry_of,
             "resume_from": self.resume_from,
+            "lineage": self.lineage.model_dump() if self.lineage else None,
             "cancel": self.cancel.model_dump() if self.cancel else None,
             "estimate": self.estimate.model_dump() if self.estimate else None,
             "approval": self.approval.model_dump() if self.approval else None,

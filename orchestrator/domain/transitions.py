@@ -33,10 +33,12 @@ OUTCOME_STATUS = {
     EndReason.FAILED: JobStatus.FAILED,
     EndReason.TIMEOUT: JobStatus.FAILED,
     EndReason.CANCELLED: JobStatus.CANCELLED,
-    # Not a recovery: the same spec would run out of memory again, so retrying only burns time.
+    # Once its retries with a smaller batch are spent (orchestrator/domain/oom.py): the same batch would run out again.
     EndReason.OUT_OF_MEMORY: JobStatus.FAILED,
     # Not a recovery either: the next execution would land on the same machine image without a GPU.
     EndReason.GPU_UNAVAILABLE: JobStatus.FAILED,
+    # Nor a diverged loss: the same spec would diverge again; the user lowers lr or batch and retries.
+    EndReason.DIVERGED: JobStatus.FAILED,
 }
 
 
@@ -79,7 +81,7 @@ def claim(job: Job, now: datetime, startup_grace: float) -> Job | None:
     if job.status is not JobStatus.QUEUED:
         return None
     number = len(job.attempts) + 1
-    attempt = Attempt(number=number, claimed_at=now, start_epoch=job.progress.epoch)
+    attempt = Attempt(number=number, claimed_at=now, start_epoch=job.progress.epoch, batch_size=job.batch_size)
     return _move(
         job,
         JobStatus.RUNNING,
@@ -320,6 +322,8 @@ def requeue(job: Job, attempt: int, reason: EndReason, now: datetime, rates: Rat
         EndReason.CONTINUATION: "Continuing in a new execution",
         EndReason.LEASE_EXPIRED: "Worker lost",
         EndReason.LAUNCH_FAILED: "Launch failed",
+        EndReason.OUT_OF_MEMORY: "Out of memory",  # oom.py words it better
+        EndReason.STALLED: "Stalled (no batch finished)",
     }[reason]
     epoch = end_epoch if end_epoch is not None else job.progress.epoch
     message = f"{words} at epoch {epoch}/{job.progress.total_epochs}; waiting to resume from checkpoint"

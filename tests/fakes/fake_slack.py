@@ -2,7 +2,9 @@
 
 Point a WebClient at ``fake.url`` (``SLACK_API_URL``). It implements auth.test,
 chat.postMessage, chat.update, chat.postEphemeral, views.open,
-conversations.replies and conversations.history, answering like Slack does:
+conversations.replies and conversations.history, and the external file upload flow
+(files.getUploadURLExternal, the upload URL, files.completeUploadExternal: fake_slack_files.py),
+answering like Slack does:
 
 - it checks the bearer token (``invalid_auth`` otherwise);
 - it enforces Block Kit limits (50 blocks a message, 100 a modal, 3000-char
@@ -31,6 +33,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from tests.fakes.fake_slack_files import FileUploads
 
 # Block Kit limits (https://api.slack.com/reference/block-kit).
 MAX_MESSAGE_BLOCKS = 50
@@ -319,7 +323,7 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true")
 
 
-class FakeSlack:
+class FakeSlack(FileUploads):
     """The fake Web API. Use as a context manager or call start()/stop()."""
 
     def __init__(self, token: str = "xoxb-fake-bot-token", team_id: str = "T0LAXAI", bot_user: str = "UBOTLAXAI",
@@ -339,6 +343,7 @@ class FakeSlack:
         self._update_bucket = Bucket(self.update_rate, self.update_burst)
         self._seq = itertools.count(1)
         self._view_seq = itertools.count(1)
+        self._init_files()  # files.getUploadURLExternal / completeUploadExternal (fake_slack_files.py)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.fake = self  # type: ignore[attr-defined]
@@ -399,6 +404,7 @@ class FakeSlack:
             self.messages.clear()
             self.ephemerals.clear()
             self.views.clear()
+            self.uploads.clear()
             self.faults.clear()
             self.unreachable_channels.clear()
             self._post_buckets.clear()
@@ -656,6 +662,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        path = urllib.parse.urlparse(self.path).path
+        if path.startswith("/upload/v1/"):  # an upload URL handed out by files.getUploadURLExternal
+            status, text = self.server.fake.receive_upload(path.rsplit("/", 1)[-1], raw)  # type: ignore[attr-defined]
+            body = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         ctype = (self.headers.get("Content-Type") or "").lower()
         if "json" in ctype:
             try:

@@ -71,6 +71,9 @@ def send_every_query(client, monkeypatch) -> list[Shape]:
         store.watch(lambda event: None).stop()                           # change feed (on_snapshot)
         registry.list("team-a")                                          # GET /models
         registry.list("team-a", "m")                                     # retention, weights trust
+        registry.get("team-a", "m", 1)                                   # promote: the version
+        registry.aliases("team-a")                                       # GET /models, /train models
+        registry.aliases("team-a", "m")                                  # GET /models?name=
     return [Shape.from_json(shape) for shape in sent]
 
 
@@ -94,7 +97,7 @@ def test_every_query_the_code_sends_is_indexed(shapes):
     stores, registry = "orchestrator/stores/firestore.py", "orchestrator/registry/firestore.py"
     assert {(stores, name) for name in ("list", "queued", "queued_by_tenant", "count_queued", "active", "watch",
                                         "completed_like", "completed_on", "created_between")} \
-        | {(registry, "list"), ("orchestrator/budgets/firestore.py", "list"),
+        | {(registry, "list"), (registry, "get"), (registry, "aliases"), ("orchestrator/budgets/firestore.py", "list"),
            ("orchestrator/budgets/firestore.py", "audit")} <= sites, sites
     kinds = {shape.kind for shape in shapes}
     assert {"query", "aggregation", "listen"} <= kinds

@@ -2,8 +2,9 @@
 
 Real processes in a real memory cgroup, a real SQLite store and the real dispatcher: a
 child started by the local launcher (through the same cgroup-joining shim a worker uses)
-allocates past 300 MiB, the kernel's OOM killer stops it, and the job fails with reason
-``out_of_memory`` naming the limit. Skipped where this machine lets no process make a
+allocates past 300 MiB, the kernel's OOM killer stops it, and the job goes back to the queue
+with half the batch (orchestrator/domain/oom.py); once OOM_RETRIES (2) are spent it fails with
+reason ``out_of_memory`` naming the limit. Skipped where this machine lets no process make a
 memory cgroup (the limit is then not enforced, as the start-up log says).
 """
 
@@ -58,7 +59,8 @@ def run_job(tmp_path):
     settings = load_settings(LAXAI_HOME=tmp_path / "home", WORKER_MEMORY_LIMIT="300Mi")
     opened = []
 
-    def run(mib: int):
+    def run(mib: int, executions: int = 1):
+        """The job after ``executions`` executions, each dispatched, awaited and recovered."""
         launcher = LocalProcessLauncher(settings.home, python=str(allocator(tmp_path, mib)),
                                         memory_limit=settings.worker_memory_bytes)
         backend = open_backend(settings, launcher)
@@ -66,9 +68,10 @@ def run_job(tmp_path):
         service = JobService(backend)
         job, _ = service.submit(JobSpec(tenant_id="t"), Origin())
         dispatcher = Dispatcher(backend)
-        [launched] = dispatcher.tick()
-        code = wait_exit(launcher, launched.current_attempt.execution)
-        dispatcher.recover(utcnow())  # reads how the process ended (and launches nothing new)
+        for _ in range(executions):
+            [launched] = dispatcher.tick()
+            code = wait_exit(launcher, launched.current_attempt.execution)
+            dispatcher.recover(utcnow())  # reads how the process ended (and launches nothing new)
         return service.store.get(job.task_id), code, launcher
 
     yield run
@@ -77,16 +80,32 @@ def run_job(tmp_path):
 
 
 @needs_cgroups
-def test_a_worker_over_its_memory_limit_is_killed_and_the_job_fails_out_of_memory(run_job):
+def test_a_worker_over_its_memory_limit_is_killed_and_the_job_retries_with_half_the_batch(run_job):
     job, code, launcher = run_job(mib=1000)
     assert code == -9  # SIGKILL from the kernel's OOM killer
+    assert job.status is JobStatus.QUEUED and job.error is None
+    first = job.attempts[0]
+    assert (first.end_reason, first.batch_size) == (EndReason.OUT_OF_MEMORY, 16)
+    assert "over WORKER_MEMORY_LIMIT 300Mi" in first.detail and first.detail.endswith("retrying with batch 8")
+    assert job.batch_override == 8 and job.spec.training_params.batch_size == 16  # the spec stays as submitted
+    assert job.recoveries == 0  # OOM_RETRIES bounds it, not MAX_RECOVERIES
+    output = log_path(launcher.home, job.task_id).read_text()
+    assert "allocating" in output and "survived" not in output
+    assert not list(launcher.limiter.base.path.glob(f"laxai-worker-{job.task_id}-*")), "its cgroup is left"
+
+
+@needs_cgroups
+def test_a_worker_over_its_memory_limit_is_killed_and_the_job_fails_out_of_memory(run_job):
+    """Killed every time (16, 8, 4): after OOM_RETRIES (2) retries with half the batch, the job fails."""
+    job, code, launcher = run_job(mib=1000, executions=3)
+    assert code == -9
     assert job.status is JobStatus.FAILED
     assert job.error.reason == "out_of_memory"
     assert "over WORKER_MEMORY_LIMIT 300Mi" in job.error.message
-    assert job.attempts[0].end_reason is EndReason.OUT_OF_MEMORY
-    assert job.recoveries == 0  # not retried: it would run out again
-    output = log_path(launcher.home, job.task_id).read_text()
-    assert "allocating" in output and "survived" not in output
+    assert "at batch 4 after 2 retries with a smaller batch (OOM_RETRIES=2)" in job.error.message
+    assert [(a.end_reason, a.batch_size) for a in job.attempts] == [
+        (EndReason.OUT_OF_MEMORY, 16), (EndReason.OUT_OF_MEMORY, 8), (EndReason.OUT_OF_MEMORY, 4)]
+    assert job.recoveries == 0
     assert not list(launcher.limiter.base.path.glob(f"laxai-worker-{job.task_id}-*")), "its cgroup is left"
 
 
@@ -171,12 +190,13 @@ def test_the_service_says_at_start_whether_the_limit_is_enforced(tmp_path, caplo
 @needs_cgroups
 def test_a_real_worker_under_a_too_small_limit_fails_out_of_memory_over_http(tmp_path):
     """`laxai serve` with WORKER_MEMORY_LIMIT=250Mi: the real worker (torch alone takes more)
-    is stopped by the kernel, and GET /status says why, naming the setting."""
+    is stopped by the kernel, retried with half the batch OOM_RETRIES (1 here) times, and GET
+    /status says why, naming the setting."""
     from tests.support.serve import ServeProcess, kill_workers, tiny_job, wait_for
 
     home = tmp_path / "state"
     try:
-        with ServeProcess(home, WORKER_MEMORY_LIMIT="250Mi") as serve, serve.client() as client:
+        with ServeProcess(home, WORKER_MEMORY_LIMIT="250Mi", OOM_RETRIES="1") as serve, serve.client() as client:
             assert "worker memory limit 250Mi enforced by cgroup" in serve.output()
             task = client.post("/orchestrate", json=tiny_job()).json()["task_id"]
             view = wait_for(client, [task], timeout=120)[task]
@@ -185,4 +205,5 @@ def test_a_real_worker_under_a_too_small_limit_fails_out_of_memory_over_http(tmp
     assert view["status"] == "failed"
     assert view["error"]["reason"] == "out_of_memory"
     assert "over WORKER_MEMORY_LIMIT 250Mi" in view["error"]["message"]
-    assert [a["why"] for a in view["attempts"]] == ["out_of_memory"]
+    assert [(a["why"], a["batch_size"]) for a in view["attempts"]] == [("out_of_memory", 8), ("out_of_memory", 4)]
+    assert view["batch_size"] == 4

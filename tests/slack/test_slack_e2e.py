@@ -13,6 +13,7 @@ shared with no other service.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from orchestrator.domain.status import JobStatus
 from orchestrator.stores.base import JobStore
@@ -199,6 +201,15 @@ def test_train_command_to_completed_thread(shared):
     final_card = shared.wait_card(job.task_id, lambda c: "Completed" in json.dumps(c["blocks"]))
     assert has_button("laxai_retry")(final_card) and not has_button("laxai_cancel")(final_card)
     assert_exactly_once(shared.fake, job.task_id)
+    # Its training curves follow the final reply in the thread: a PNG of both epochs, uploaded with
+    # the external upload flow (files.getUploadURLExternal, the upload URL, files.completeUploadExternal).
+    (upload,) = shared.fake.wait_for(lambda: shared.fake.shared_files(CHANNEL, card["ts"]), timeout=60,
+                                     what="the curves in the thread")
+    image = Image.open(io.BytesIO(upload["data"]))
+    assert image.format == "PNG" and image.text["Epochs"] == "2" and len(upload["data"]) < 200_000
+    assert len(set(image.convert("L").getdata())) > 10  # not blank
+    assert upload["filename"] == f"laxai-curves-{job.task_id}.png" and "2 epochs" in upload["comment"]
+    assert float(upload["message_ts"]) > float(final["ts"])
 
 
 def test_bad_text_is_refused_with_the_field_named_and_nothing_is_created(shared):

@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.domain.cost import rates_for
 from orchestrator.domain.job import BudgetCrossing, EndReason, Job, JobError, Progress
+from orchestrator.domain.oom import after_out_of_memory
 from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import (
     ALLOWED_TRANSITIONS,
@@ -121,6 +122,10 @@ def every_transition(job: Job) -> list[tuple[str, Job | None]]:
     # "tries": this failed launch is the last one MAX_LAUNCH_ATTEMPTS allows.
     results.append(("requeue:launch_failed:tries", requeue(job, attempt, EndReason.LAUNCH_FAILED, now, RATES,
                                                            job.recoveries + 3, max_launch_attempts=1)))
+    # Out of memory (orchestrator/domain/oom.py): "retry" with half the batch, or "spent" (OOM_RETRIES=0).
+    for label, retries in (("retry", 2), ("spent", 0)):
+        results.append((f"out_of_memory:{label}", after_out_of_memory(job, attempt, now, RATES, retries,
+                                                                      job.recoveries, detail="CUDA out of memory")))
     return results
 
 
@@ -186,13 +191,17 @@ def test_what_each_move_is_made_by():
     assert set(reached(S.QUEUED)[S.FAILED]) == {"fail_queued"}
     assert set(reached(S.RUNNING)[S.CANCELLING]) == {"request_cancel"}
     assert set(reached(S.RUNNING)[S.COMPLETED]) == {"finish:completed"}
-    assert set(reached(S.RUNNING)[S.FAILED]) == failures | losses | {"requeue:launch_failed:tries"}
-    assert set(reached(S.RUNNING)[S.QUEUED]) == {f"requeue:{r}:room" for r in resuming} | unbounded
-    assert unbounded == {"requeue:continuation:limit", "requeue:launch_failed:limit"}
-    assert set(reached(S.CANCELLING)[S.CANCELLED]) == {"finish:cancelled", "requeue:launch_failed:tries"} | {
+    assert set(reached(S.RUNNING)[S.FAILED]) == failures | losses | {"requeue:launch_failed:tries",
+                                                                       "out_of_memory:spent"}
+    assert set(reached(S.RUNNING)[S.QUEUED]) == {f"requeue:{r}:room" for r in resuming} | unbounded | {
+        "out_of_memory:retry"}
+    # Out of memory is bounded by OOM_RETRIES (after_out_of_memory decides), not by MAX_RECOVERIES.
+    assert unbounded == {"requeue:continuation:limit", "requeue:launch_failed:limit", "requeue:out_of_memory:limit"}
+    assert set(reached(S.CANCELLING)[S.CANCELLED]) == {"finish:cancelled", "requeue:launch_failed:tries",
+                                                       "out_of_memory:retry"} | {
         f"requeue:{r}:{label}" for r in resuming for label in ("limit", "room")}
     assert set(reached(S.CANCELLING)[S.COMPLETED]) == {"finish:completed"}
-    assert set(reached(S.CANCELLING)[S.FAILED]) == failures
+    assert set(reached(S.CANCELLING)[S.FAILED]) == failures | {"out_of_memory:spent"}
 
 
 def test_launch_failures_in_a_row_fail_the_job_after_max_launch_attempts():

@@ -43,6 +43,7 @@ def test_completes_with_metrics_checkpoints_registry_and_cost(harness):
     assert attempt.device == "cpu" and attempt.start_epoch == 0 and attempt.end_epoch == 2
     assert job.progress.epoch == job.progress.total_epochs == 2
     assert job.progress.progress_percent == 100.0
+    assert [(r.epoch, r.attempt) for r in job.epochs] == [(1, 1), (2, 1)]  # the curves' rows
 
     artifacts = harness.backend.artifacts
     assert artifacts.exists(task_id, "best.pt") and artifacts.exists(task_id, "last.pt")
@@ -131,6 +132,12 @@ def test_sigterm_requeues_and_the_next_attempt_resumes(harness):
     assert done == list(range(first.end_epoch + 1, 4))
     assert job.cost.billed_seconds == pytest.approx(first.billed_seconds + second.billed_seconds, abs=0.01)
     assert set(job.metrics) == FINAL_METRICS
+    # The curves' rows: one per epoch across both attempts, each with the attempt that ran it (a redone
+    # epoch's row replaced), every figure there; they rode on progress writes, none came on its own.
+    assert [(r.epoch, r.attempt) for r in job.epochs] == [(e, 1 if e <= first.end_epoch else 2) for e in (1, 2, 3)]
+    assert all(None not in (r.box, r.cls, r.dfl, r.val_box, r.map50, r.map50_95) for r in job.epochs)
+    events = harness.events(task_id)
+    assert {e.kind for prev, e in zip(events, events[1:]) if e.job.epochs != prev.job.epochs} == {"progress"}
 
 
 @pytest.mark.slow
