@@ -38,7 +38,7 @@ class Buttons:
         ack()  # sent when this returns (process_before_response); the work below is quick
         caller, thread = clicker(body, context), thread_of(body)
         task_id = str(action.get("value") or "")
-        job = self.clicked_job(caller, task_id, "cancel", thread)
+        job = clicked_job(self.parts, caller, task_id, "cancel", thread)
         if job is None:
             return
         job, changed = self.parts.service.cancel(caller.tenant, task_id, by=caller.user)
@@ -53,7 +53,7 @@ class Buttons:
         ack()
         caller, thread = clicker(body, context), thread_of(body)
         task_id, seen = retry_value(str(action.get("value") or ""))
-        if self.clicked_job(caller, task_id, "retry", thread) is None:
+        if clicked_job(self.parts, caller, task_id, "retry", thread) is None:
             return
         message_ts = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
         # The same card (ts) knowing the same number of retries (seen) is the same click.
@@ -78,21 +78,23 @@ class Buttons:
     def on_link(self, ack: Ack) -> None:
         ack()  # Slack sends link buttons' clicks too; they need only an ack
 
-    def clicked_job(self, caller: Caller, task_id: str, verb: str, thread: str | None) -> Job | None:
-        """The job a Cancel/Retry click is about, or None after telling the clicker why not."""
-        access = self.parts.access
-        if not access.allowed(caller.channel):
-            self.parts.tell(caller, access.not_allowed_text(), thread)
-            return None
-        job = access.lookup(caller, task_id)
-        if job is None:
-            self.parts.tell(caller, GONE, thread)
-            return None
-        if not access.may_act(caller.user, job):
-            log.info("%s may not %s job %s (submitted by %s)", caller.user, verb, task_id, job.origin.user)
-            self.parts.tell(caller, access.refusal(job, verb), thread)
-            return None
-        return job
+def clicked_job(parts: FrontEndParts, caller: Caller, task_id: str, verb: str, thread: str | None) -> Job | None:
+    """The job a click on its card or thread is about (Cancel, Retry, Retry with changes, Promote), or None
+    after telling the clicker why not: a channel the bot may not serve, a job they cannot see, or one that is
+    neither theirs nor an admin's to act on."""
+    access = parts.access
+    if not access.allowed(caller.channel):
+        parts.tell(caller, access.not_allowed_text(), thread)
+        return None
+    job = access.lookup(caller, task_id)
+    if job is None:
+        parts.tell(caller, GONE, thread)
+        return None
+    if not access.may_act(caller.user, job):
+        log.info("%s may not %s job %s (submitted by %s)", caller.user, verb, task_id, job.origin.user)
+        parts.tell(caller, access.refusal(job, verb), thread)
+        return None
+    return job
 
 
 def clicker(body: dict[str, Any], context: BoltContext) -> Caller:

@@ -21,7 +21,7 @@ from orchestrator.service import NotAllowed
 
 from bot import blocks, model_blocks
 from bot.access import Caller
-from bot.listeners.buttons import GONE, clicker, thread_of
+from bot.listeners.buttons import clicked_job, clicker, thread_of
 from bot.listeners.parts import FrontEndParts
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,9 @@ class Models:
     def on_promote(self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
         ack()  # a registry write: quick enough to do here
         caller, thread = clicker(body, context), thread_of(body)
-        access, task_id = self.parts.access, str(action.get("value") or "")
-        if not access.allowed(caller.channel):
-            self.parts.tell(caller, access.not_allowed_text(), thread)
-            return
-        job = access.lookup(caller, task_id)
+        task_id = str(action.get("value") or "")
+        job = clicked_job(self.parts, caller, task_id, "promote", thread)  # the submitter or an admin, as Retry
         if job is None:
-            self.parts.tell(caller, GONE, thread)
             return
         name, version = job.artifacts.registry_name, job.artifacts.registry_version
         if not name or version is None:
@@ -59,7 +55,7 @@ class Models:
             done = self.service.promote(caller.tenant, name, version, by=caller.user, admin=admin)
         except NotAllowed:
             log.info("%s may not promote %s v%s (job %s by %s)", caller.user, name, version, task_id, job.origin.user)
-            self.parts.tell(caller, access.refusal(job, "promote"), thread)
+            self.parts.tell(caller, self.parts.access.refusal(job, "promote"), thread)
             return
         except UnknownModel:
             self.parts.tell(caller, NOT_REGISTERED.format(short=blocks.short_id(task_id)), thread)

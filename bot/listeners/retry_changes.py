@@ -24,7 +24,7 @@ from orchestrator.stores.base import StoreError
 
 from bot import blocks, modal, retry_form
 from bot.access import Caller
-from bot.listeners.buttons import GONE, Buttons, clicker, thread_of
+from bot.listeners.buttons import GONE, clicked_job, clicker, thread_of
 from bot.listeners.caller import caller_of, idempotency_key, slack_origin
 from bot.listeners.form import LOST_CHANNEL
 from bot.listeners.parts import FrontEndParts
@@ -41,12 +41,11 @@ class RetryWithChanges:
 
     def __init__(self, parts: FrontEndParts):
         self.parts = parts
-        self.buttons = Buttons(parts)  # a click is checked as Retry's is
 
     def on_click(self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
         ack()  # sent when this returns (process_before_response), with views.open done by then
         caller, thread = clicker(body, context), thread_of(body)
-        job = self.buttons.clicked_job(caller, str(action.get("value") or ""), "retry", thread)
+        job = clicked_job(self.parts, caller, str(action.get("value") or ""), "retry", thread)  # as Retry
         if job is None:
             return
         short = blocks.short_id(job.task_id)

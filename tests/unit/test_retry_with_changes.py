@@ -5,41 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.backends import open_backend
-from orchestrator.config import load_settings
-from orchestrator.domain.cost_cap import budget_stop
 from orchestrator.domain.errors import SpecError
-from orchestrator.domain.job import Origin, utcnow
 from orchestrator.domain.lineage import describe
-from orchestrator.domain.spec import JobSpec
-from orchestrator.domain.transitions import claim, worker_started
-from orchestrator.service import JobService
-
-SPEC = JobSpec(tenant_id="t", max_cost_usd=1.0, training_params={"epochs": 3})
-
-
-@pytest.fixture
-def service(tmp_path):
-    backend = open_backend(load_settings(LAXAI_HOME=tmp_path))
-    yield JobService(backend)
-    backend.close()
-
-
-def stopped_for_cost(service: JobService) -> str:
-    job, _ = service.submit(SPEC, Origin())
-    rates = service.settings.rates("cpu")
-
-    def stop(j):
-        now = utcnow()
-        running = worker_started(claim(j, now, 60), 1, now, 60, "cpu", 0)
-        return budget_stop(running, 1, now, rates, artifacts={"last_checkpoint": "file:///last.pt"})
-
-    assert service.store.update(job.task_id, stop).cancel.by == "budget"
-    return job.task_id
+from tests.unit.test_retry_resume import SPEC, service, stopped  # noqa: F401 - service is a fixture
 
 
 def test_a_retry_with_changes_stores_the_new_spec_and_its_lineage(service):
-    first = stopped_for_cost(service)
+    first = stopped(service, "file:///last.pt")
     changed = SPEC.model_copy(update={"training_params": SPEC.training_params.model_copy(update={"epochs": 10})})
     second = service.retry("t", first, spec=changed)
     stored = service.store.get(second.task_id)
@@ -55,13 +27,13 @@ def test_a_retry_with_changes_stores_the_new_spec_and_its_lineage(service):
 
 
 def test_a_retry_that_only_raises_the_cost_cap_still_continues_from_the_checkpoint(service):
-    first = stopped_for_cost(service)
+    first = stopped(service, "file:///last.pt")
     again = service.retry("t", first, spec=SPEC.model_copy(update={"max_cost_usd": 5.0}))
     assert again.resume_from == first and again.spec.max_cost_usd == 5.0
 
 
 def test_a_changed_spec_of_another_tenant_is_refused(service):
-    first = stopped_for_cost(service)
+    first = stopped(service, "file:///last.pt")
     with pytest.raises(SpecError) as refused:
         service.retry("t", first, spec=SPEC.model_copy(update={"tenant_id": "other"}))
     assert refused.value.errors[0].field == "tenant_id"
