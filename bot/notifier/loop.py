@@ -15,6 +15,7 @@ bot/threads/), never in the job document: the notifier writes no job.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -48,6 +49,7 @@ RESCAN_SECONDS = 300.0  # a safety net for missed change events
 SCAN_TERMINAL = 200  # recently finished jobs looked at on start-up
 SCAN_MAX_AGE = 24 * 3600.0  # finished longer ago than this: not worth a late reply
 DONE_KEPT = 10_000  # finished jobs remembered as needing nothing
+LOOK_AT_ALL_SECONDS = 10.0  # a pick looks at every track this often, not only those due (_due)
 PICK_SETTLE_SECONDS = 0.05  # after a change wakes the idle loop, wait this long for others before picking,
 SETTLE_ABOVE_TRACKS = 200  # when it follows more jobs than this
 
@@ -73,6 +75,12 @@ class Notifier:
         self.lease = NotifierLease(self.store, self.owner, settings.SLACK_NOTIFIER_LEASE_SECONDS, clock)
         self._sending = False  # holds the lease (as last asked): only then are jobs followed and sent
         self._tracks: dict[str, Track] = {}
+        # When each track may next have work to do: 0, look at it at the next pick (it changed, or
+        # has work waiting); a time, the earliest its work may go (pace, back-off, card interval);
+        # inf, nothing until it changes. A pick looks only at the tracks due, not at every track:
+        # with a thousand queued jobs a pick per card would otherwise cost a thousand plans.
+        self._due: dict[str, float] = {}
+        self._looked_at_all = 0.0
         # Jobs found to need nothing, by the version seen: a rescan needn't read their records again.
         self._done: dict[str, int] = {}
         self._cond = threading.Condition()
@@ -126,6 +134,7 @@ class Notifier:
             self._sending = False
             with self._cond:
                 self._tracks.clear()  # the holder owns them now; on taking the lease back, a scan
+                self._due.clear()
         return held
 
     def reconcile(self, job: Job | str) -> None:
@@ -197,11 +206,11 @@ class Notifier:
         with self._cond:
             track = self._tracks.get(job.task_id)
             if track is None:
-                self._tracks[job.task_id] = fresh
+                self._put(job.task_id, fresh)
                 if job.status is JobStatus.QUEUED:
                     self.queue_cards.touch()  # its card needs its place in line
             elif job.version >= track.job.version:
-                self._tracks[job.task_id] = track.seen(job, None, self.default_gpu)
+                self._put(job.task_id, track.seen(job, None, self.default_gpu))
             self._cond.notify_all()
 
     def _finished_with(self, track: Track) -> None:
@@ -215,25 +224,43 @@ class Notifier:
             track = self._tracks.get(task_id)
             if track is None:
                 return None
-            self._tracks[task_id] = changed = fn(track)
+            self._put(task_id, changed := fn(track))
             self._cond.notify_all()
             return changed
+
+    def _put(self, task_id: str, track: Track) -> None:
+        """A new or changed track (under the lock): the next pick looks at it."""
+        self._tracks[task_id] = track
+        self._due[task_id] = 0.0
 
     # -- work ---------------------------------------------------------------------
 
     def _pick(self) -> tuple[Track | None, Work | None, float]:
         """The most urgent work that may run now, else how long to wait (under the lock)."""
         now = self.clock()
+        if now - self._looked_at_all >= LOOK_AT_ALL_SECONDS:  # a safety net: every track, now and then
+            self._looked_at_all = now
+            self._due.update(dict.fromkeys(self._tracks, 0.0))
         best: tuple[tuple[int, float], Track, Work] | None = None
         wake = now + 5.0
-        for task_id, track in list(self._tracks.items()):
+        for task_id, due in list(self._due.items()):
+            if due > now:
+                wake = min(wake, due)
+                continue
+            track = self._tracks.get(task_id)
+            if track is None:
+                del self._due[task_id]
+                continue
             if track.finished():
                 if track.job.status.is_terminal():
-                    del self._tracks[task_id]  # a live job keeps its track: what Slack shows matters later
-                    self._finished_with(track)
+                    del self._tracks[task_id], self._due[task_id]  # a live job keeps its track: what
+                    self._finished_with(track)  # Slack shows matters later
+                else:
+                    self._due[task_id] = math.inf
                 continue
             track, found = candidates(track, now, self.pacer, self.settings.SLACK_CARD_MIN_INTERVAL)
-            self._tracks[task_id] = track
+            self._tracks[task_id] = track  # its waiting times noted: no change to look at again
+            self._due[task_id] = min((ready for ready, _ in found), default=math.inf)
             for ready, work in found:
                 if ready > now:
                     wake = min(wake, ready)
@@ -247,8 +274,8 @@ class Notifier:
         nudged = False
         while not self._stop.is_set():
             if nudged and len(self._tracks) > SETTLE_ABOVE_TRACKS:
-                # A pick looks at every live track: with many, let a burst of changes (fifty /train at
-                # once) land first, so the loop picks a few times a burst, not once per change (the
+                # A pick looks at every changed track: with many, let a burst of changes (fifty /train
+                # at once) land first, so the loop picks a few times a burst, not once per change (the
                 # acks share the GIL). With few, a pick is cheap and the first card goes at once.
                 self._stop.wait(PICK_SETTLE_SECONDS)
             nudged = False

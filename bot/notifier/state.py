@@ -56,7 +56,7 @@ def _frozen(mapping: dict[str, Any]) -> MappingProxyType:
 class Track:
     job: Job  # the job with its Slack record as ``notify``
     thread: SlackThread
-    digest: str  # the card as it would render now (plan.card_hash)
+    default_gpu: str  # what the card says a job that names no GPU runs on
     card: Card = Card()
     failures: MappingProxyType = field(default_factory=lambda: _frozen({}))
     ready_since: MappingProxyType = field(default_factory=lambda: _frozen({}))
@@ -70,7 +70,7 @@ class Track:
 
     @classmethod
     def start(cls, job: Job, thread: SlackThread, default_gpu: str) -> Track:
-        return cls(job=job, thread=thread, digest="").seen(job, thread, default_gpu)
+        return cls(job=job, thread=thread, default_gpu=default_gpu).seen(job, thread, default_gpu)
 
     def seen(self, job: Job, thread: SlackThread | None, default_gpu: str) -> Track:
         """This track with a newer job and/or record; the best mAP so far is kept."""
@@ -81,9 +81,16 @@ class Track:
         for value in (blocks.metric(job.metrics, "map50_95"), blocks.best_map_of(job)):
             if value is not None and (best is None or value > best):
                 best = value
-        return replace(self, job=view, thread=thread, digest=plan.card_hash(view, default_gpu), best_map=best)
+        return replace(self, job=view, thread=thread, default_gpu=default_gpu, best_map=best)
 
     # -- questions -------------------------------------------------------------
+
+    # The card as it would render now (plan.card_hash), worked out when first asked: rendering is
+    # the dearest thing a track does, and a queued job's track is remade several times (seen, then
+    # placed in line) before its card is posted and a fingerprint is needed at all.
+    @cached_property
+    def digest(self) -> str:
+        return plan.card_hash(self.job, self.default_gpu)
 
     def card_ts(self) -> str | None:
         return self.thread.card_ts or self.local_posted.get("card")

@@ -362,6 +362,8 @@ def test_twenty_jobs_in_one_channel_are_paced_and_every_final_lands_once(tmp_pat
         try:
             rig.start()
             jobs = [rig.job(epochs=2, custom_name=f"job {i}") for i in range(20)]
+            # The first card goes up while its job is queued, so at least it must be edited later.
+            fake.wait_for(lambda: rig.posts(jobs[0], "card"), timeout=30, what="the first card")
             for job in jobs:
                 jobflow.start(rig.get(job), rig.store)
             for job in jobs:
@@ -474,3 +476,35 @@ def test_only_the_lease_holder_sends_and_another_takes_over_when_it_stops(rig):
         assert_once_each(rig, job)
     finally:
         second.stop()
+
+
+def test_a_pick_looks_only_at_the_jobs_that_changed_or_whose_wait_is_over(rig, monkeypatch):
+    """Thirty queued jobs wait for their cards behind the channel's pace: a pick after one of them
+    changes works out that one job's candidates, not thirty (bot/notifier/loop.py ``_due``)."""
+    from bot.notifier import loop
+
+    notifier = rig.start()
+    rig.stop()  # keep its state, stop its thread: _pick is asked directly below
+    notifier._sending = True
+    jobs = [rig.job(custom_name=f"q{i}") for i in range(30)]
+    for job in jobs:
+        notifier._observe(rig.get(job))
+    looked = []
+    real = loop.candidates
+    monkeypatch.setattr(loop, "candidates", lambda track, *a: looked.append(track.job.task_id) or real(track, *a))
+    notifier.pacer.posted(CHANNEL)  # a card just went out: the channel's next post is SLACK_POST_INTERVAL away
+    with notifier._cond:
+        track, work, wait = notifier._pick()
+    assert work is None and 0.5 < wait <= 1.05  # the premise: all thirty owe a card and wait for the pace
+    assert len(looked) == 30  # each looked at once, its wait noted
+    looked.clear()
+    with notifier._cond:
+        notifier._pick()
+    assert looked == []  # nothing changed, no wait is over: nobody looked at
+    changed = rig.store.update(jobs[7].task_id, lambda j: j.model_copy(
+        update={"progress": j.progress.model_copy(update={"message": "Queued, moved"})}), kind="progress")
+    assert changed is not None and changed.version > jobs[7].version
+    notifier._observe(changed)
+    with notifier._cond:
+        notifier._pick()
+    assert looked == [jobs[7].task_id]  # only the one that changed
