@@ -15,7 +15,6 @@ bot/threads/), never in the job document: the notifier writes no job.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import threading
@@ -39,7 +38,7 @@ from bot.notifier.poster import SlackPoster
 from bot.notifier.queue_cards import QueueCards
 from bot.notifier.state import Track
 from bot.notifier.steps import Steps
-from bot.notifier.work import Work, candidates
+from bot.notifier.work import Work, pick
 from bot.pacer import Pacer
 from bot.threads.base import SlackThreads, open_threads
 
@@ -241,34 +240,10 @@ class Notifier:
         if now - self._looked_at_all >= LOOK_AT_ALL_SECONDS:  # a safety net: every track, now and then
             self._looked_at_all = now
             self._due.update(dict.fromkeys(self._tracks, 0.0))
-        best: tuple[tuple[int, float], Track, Work] | None = None
-        wake = now + 5.0
-        for task_id, due in list(self._due.items()):
-            if due > now:
-                wake = min(wake, due)
-                continue
-            track = self._tracks.get(task_id)
-            if track is None:
-                del self._due[task_id]
-                continue
-            if track.finished():
-                if track.job.status.is_terminal():
-                    del self._tracks[task_id], self._due[task_id]  # a live job keeps its track: what
-                    self._finished_with(track)  # Slack shows matters later
-                else:
-                    self._due[task_id] = math.inf
-                continue
-            track, found = candidates(track, now, self.pacer, self.settings.SLACK_CARD_MIN_INTERVAL)
-            self._tracks[task_id] = track  # its waiting times noted: no change to look at again
-            self._due[task_id] = min((ready for ready, _ in found), default=math.inf)
-            for ready, work in found:
-                if ready > now:
-                    wake = min(wake, ready)
-                elif best is None or (work.priority, work.since) < best[0]:
-                    best = ((work.priority, work.since), track, work)
-        if best is None:
-            return None, None, max(0.01, wake - now)
-        return best[1], best[2], 0.0
+        track, work, wait, ended = pick(self._tracks, self._due, now, self.pacer, self.settings.SLACK_CARD_MIN_INTERVAL)
+        for done in ended:
+            self._finished_with(done)
+        return track, work, wait
 
     def _run(self) -> None:
         nudged = False

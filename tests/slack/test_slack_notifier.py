@@ -481,7 +481,7 @@ def test_only_the_lease_holder_sends_and_another_takes_over_when_it_stops(rig):
 def test_a_pick_looks_only_at_the_jobs_that_changed_or_whose_wait_is_over(rig, monkeypatch):
     """Thirty queued jobs wait for their cards behind the channel's pace: a pick after one of them
     changes works out that one job's candidates, not thirty (bot/notifier/loop.py ``_due``)."""
-    from bot.notifier import loop
+    from bot.notifier import work as loop_work
 
     notifier = rig.start()
     rig.stop()  # keep its state, stop its thread: _pick is asked directly below
@@ -490,8 +490,9 @@ def test_a_pick_looks_only_at_the_jobs_that_changed_or_whose_wait_is_over(rig, m
     for job in jobs:
         notifier._observe(rig.get(job))
     looked = []
-    real = loop.candidates
-    monkeypatch.setattr(loop, "candidates", lambda track, *a: looked.append(track.job.task_id) or real(track, *a))
+    real = loop_work.candidates
+    monkeypatch.setattr(loop_work, "candidates",
+                        lambda track, *a: looked.append(track.job.task_id) or real(track, *a))
     notifier.pacer.posted(CHANNEL)  # a card just went out: the channel's next post is SLACK_POST_INTERVAL away
     with notifier._cond:
         track, work, wait = notifier._pick()
