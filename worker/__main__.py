@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from worker.openmp import sleep_when_idle
+
+    sleep_when_idle()  # before torch is first imported (worker.runner and below)
     from worker.runner import run  # after argument errors, which need no heavy imports
 
     return run(args.task_id, args.attempt, started)

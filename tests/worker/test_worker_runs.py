@@ -28,9 +28,11 @@ LONGER = "synthetic:96"
 @pytest.mark.slow
 def test_completes_with_metrics_checkpoints_registry_and_cost(harness):
     task_id = harness.submit(epochs=2)
-    code, worker = harness.run(task_id, 1)
+    code, worker = harness.run(task_id, 1, OMP_DISPLAY_ENV="VERBOSE")  # libgomp prints its settings as torch loads it
     assert code == 0, worker.tail()
     assert worker.network_attempts() == []  # no font, weights or analytics downloads
+    # OpenMP's idle threads sleep (worker/openmp.py): set before torch loaded libgomp (its default spins 300000).
+    assert "GOMP_SPINCOUNT = '0'" in worker.log.read_text(errors="replace"), worker.tail()
 
     job = harness.job(task_id)
     assert job.status is JobStatus.COMPLETED, worker.tail()
