@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from slack_bolt.adapter.fastapi import SlackRequestHandler
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 
 from orchestrator.runtime import Runtime
@@ -48,21 +49,32 @@ class SlackParts:
     socket_mode: Any = None  # the SocketModeHandler, when connected over Socket Mode
 
 
-class ThreadedSlackRequestHandler(SlackRequestHandler):
-    """slack_bolt's FastAPI/Starlette adapter, but dispatching on a worker thread.
+class SlackEvents:
+    """``POST /slack/events`` as a plain ASGI app, dispatching Bolt on a worker thread.
 
-    The stock handler calls the (synchronous) Bolt app inside the event loop, so one
-    slow listener would stall every other request; here the loop only reads the
-    body and the listener runs in Starlette's thread pool. The response is still
-    sent only after the listener finished (process_before_response).
+    slack_bolt's own FastAPI adapter calls the (synchronous) Bolt app inside the
+    event loop, so one slow listener would stall every other request; here the loop
+    only reads the body and the listener runs in Starlette's thread pool. The
+    response is still sent only after the listener finished
+    (process_before_response). A plain ASGI endpoint, not a FastAPI route: every
+    ack skips FastAPI's per-request machinery (dependency solving, the exit stack,
+    the exception wrapper), which was about a third of the event loop's time per
+    ack at 50 concurrent (BENCHMARKS.md, item 1). The app's middleware (error
+    handling, body limit) still runs first.
     """
 
-    async def handle(self, req: Request, addition_context_properties: dict | None = None) -> Response:
-        body = await req.body()
+    def __init__(self, bolt_app: Any) -> None:
+        self.bolt_app = bolt_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        body = await request.body()
         if len(body) > MAX_BODY:
-            return Response(status_code=413, content="payload too large")
-        bolt_response = await run_in_threadpool(self.app.dispatch, to_bolt_request(req, body, addition_context_properties))
-        return to_starlette_response(bolt_response)
+            response = Response(status_code=413, content="payload too large")
+        else:
+            bolt_response = await run_in_threadpool(self.bolt_app.dispatch, to_bolt_request(request, body))
+            response = to_starlette_response(bolt_response)
+        await response(scope, receive, send)
 
 
 def install(app: FastAPI, runtime: Runtime, settings: SlackSettings | None = None) -> bool:
@@ -79,13 +91,10 @@ def install(app: FastAPI, runtime: Runtime, settings: SlackSettings | None = Non
     threads = open_threads(runtime)
     notifier = Notifier(runtime, settings, notifier_client(settings), threads=threads)
     front = SlackFrontEnd(runtime, settings, app_client(settings), view=notifier.ledger.view)
-    handler = ThreadedSlackRequestHandler(front.app)
-
-    async def slack_events(request: Request) -> Response:
-        return await handler.handle(request)
-
-    # Signed by Slack and verified by Bolt: no API token on this route.
-    app.add_api_route(EVENTS_PATH, slack_events, methods=["POST"], include_in_schema=False)
+    # Signed by Slack and verified by Bolt: no API token on this route. First in the
+    # table, so an ack does not walk the REST routes' patterns before it.
+    app.router.routes.insert(0, Route(EVENTS_PATH, SlackEvents(front.app), methods=["POST"],
+                                      include_in_schema=False))
 
     # The core never reads Slack state: a retry of a Slack job asks this hook for its thread (the card).
     runtime.jobs.give_retries_threads("slack", lambda original: notifier.ledger.read(original).card_ts)
