@@ -104,6 +104,7 @@ class Harness:
         self.guard = home.parent / "network-guard"
         self.guard.mkdir(exist_ok=True)
         (self.guard / "sitecustomize.py").write_text(NETWORK_GUARD)
+        self.started: list[subprocess.Popen[bytes]] = []
 
     @property
     def data_root(self) -> Path:
@@ -142,6 +143,7 @@ class Harness:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ,
                 cwd=self.home,  # the launcher leaves cwd unspecified: the worker must not depend on it
             )
+        self.started.append(proc)
         return WorkerProcess(proc, log)
 
     def run(self, task_id: str, attempt: int, **env: str) -> tuple[int, WorkerProcess]:
@@ -187,6 +189,10 @@ class Harness:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def close(self) -> None:
+        for proc in self.started:  # a failed test leaves no worker training on (SIGKILL: a stopped one too)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         self.backend.close()
 
 

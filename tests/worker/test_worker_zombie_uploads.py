@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import sqlite3
 import time
 
@@ -27,6 +28,23 @@ def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def freeze(proc, db) -> None:
+    """SIGSTOP the worker at a moment it holds no write lock on the store (else the takeover would wait on it)."""
+    for _ in range(100):
+        proc.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(db, timeout=0.5, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped inside a write: let it finish, try again
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError("the worker held the store's write lock at every try")
+
+
 @pytest.mark.slow
 def test_a_zombie_uploads_nothing_over_the_new_attempts_checkpoints(harness, tmp_path):
     task_id = harness.submit(dataset="synthetic:96", epochs=4)
@@ -35,6 +53,9 @@ def test_a_zombie_uploads_nothing_over_the_new_attempts_checkpoints(harness, tmp
     zombie = harness.start(task_id, 1, LEASE_SECONDS="600", LAXAI_SQLITE_BUSY_TIMEOUT="0.3")
     harness.wait_until(task_id, lambda j: j.progress.epoch >= 1 and artifacts.exists(task_id, LAST), zombie)
 
+    # Frozen while the job is taken over: a progress write landing between the takeover and the
+    # lock below would tell the zombie it lost the job (it would exit instead of training on).
+    freeze(zombie.proc, harness.home / "laxai.db")
     # The dispatcher took the job over; attempt 2 started and uploaded its own checkpoints.
     rates = harness.settings.rates("cpu")
     assert harness.store.update(task_id, lambda j: requeue(j, 1, EndReason.LEASE_EXPIRED, utcnow(), rates, 3),
@@ -51,6 +72,7 @@ def test_a_zombie_uploads_nothing_over_the_new_attempts_checkpoints(harness, tmp
     # Cut the zombie off from the store: its progress writes and heartbeats fail and it trains on.
     lock = sqlite3.connect(harness.home / "laxai.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
+    zombie.proc.send_signal(signal.SIGCONT)
     try:
         deadline = time.monotonic() + 240
         while "checkpoint refused" not in zombie.log.read_text(errors="replace"):
