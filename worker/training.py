@@ -28,7 +28,7 @@ from worker.reporter import ProgressReporter
 from worker.stop import StopCheck
 from worker.timing import TrainingClock
 from worker.wandb_log import WandbRun
-from worker.watchdog import Diverged, StallWatch, non_finite_loss
+from worker.watchdog import Diverged, StallWatch, loop_steps, non_finite_loss
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +213,9 @@ class TrainingSession:
             ("on_fit_epoch_end", self._on_fit_epoch_end),
         ):
             model.add_callback(event, callback)
-        if self.watch is not None:  # every step between batches moves the loop too (validation included)
-            for event in ("on_train_epoch_start", "on_train_epoch_end", "on_val_start", "on_val_batch_end",
-                          "on_val_end", "on_model_save", "on_fit_epoch_end"):
-                model.add_callback(event, lambda trainer: self.watch.beat())
+        if self.watch is not None:  # every step between batches moves the loop too (worker/watchdog.py)
+            for event, callback in loop_steps(self.watch):
+                model.add_callback(event, callback)
         from worker import inject  # test-only faults; none unless LAXAI_TEST_INJECT is set
 
         for event, callback in inject.callbacks(self.attempt):

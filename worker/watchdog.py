@@ -6,7 +6,8 @@
   again). Ultralytics' own NaN recovery only acts at epoch ends, after a whole epoch of wasted work,
   and never in a run's first epoch.
 - **Stalled**: ``StallWatch`` is a thread that the training loop touches (``beat``) at every batch and
-  at every step between batches (epoch start and end, validation batches, checkpoint save). When
+  at every step between batches (epoch start and end, validation batches, checkpoint save; it rests
+  while Ultralytics sets up its final validation, ``loop_steps``). When
   nothing moved for STALL_SECONDS while the process is otherwise alive (its heartbeat keeps the lease),
   e.g. a hung data loader or device call, it calls its ``on_stall``: the runner ends the attempt as
   ``stalled`` from this thread and exits the process, and the job resumes from its last checkpoint in
@@ -111,3 +112,30 @@ class StallWatch:
             except Exception:  # noqa: BLE001 - a watchdog thread must not die silently
                 log.exception("could not end the stalled attempt; the lease expiry will")
             return
+
+
+# Ultralytics callbacks between batches, each a step of the loop (validation included).
+BETWEEN_BATCHES = ("on_train_epoch_start", "on_train_epoch_end", "on_val_batch_end", "on_val_end", "on_model_save")
+
+
+def loop_steps(watch: StallWatch) -> list[tuple[str, Callable[[Any], None]]]:
+    """The Ultralytics callbacks by which ``watch`` learns that the loop moved (training batches aside).
+
+    After the last epoch (``trainer.stop`` at its ``on_fit_epoch_end``) Ultralytics strips both
+    checkpoints and loads best.pt for its final validation, with no callback until that validation
+    starts: seconds on a busy machine, more for a large model. The watch rests through that step and
+    ``on_val_start`` arms it again, so the final validation's batches are watched like any other.
+    """
+
+    def epoch_end(trainer: Any) -> None:
+        if getattr(trainer, "stop", False):
+            watch.stop()
+        else:
+            watch.beat()
+
+    steps: list[tuple[str, Callable[[Any], None]]] = [(event, lambda trainer: watch.beat())
+                                                      for event in BETWEEN_BATCHES]
+    steps.append(("on_val_start", lambda trainer: watch.start()))  # a beat, or arms the watch again
+    steps.append(("on_fit_epoch_end", epoch_end))
+    return steps
+

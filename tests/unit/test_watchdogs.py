@@ -19,7 +19,7 @@ from orchestrator.domain.spec import JobSpec
 from orchestrator.domain.status import JobStatus
 from orchestrator.domain.transitions import claim, finish, requeue, worker_started
 from worker import inject
-from worker.watchdog import Diverged, StallWatch, divergence_hint, non_finite_loss
+from worker.watchdog import Diverged, StallWatch, divergence_hint, loop_steps, non_finite_loss
 
 RATES = rates_for("cpu", 0, "4000m", "16Gi")
 
@@ -54,6 +54,28 @@ def test_beats_keep_the_stall_watch_quiet_and_stop_disarms_it():
     watch.stop()
     time.sleep(0.4)  # stopped: no beats any more, and still nothing fires
     assert fired.calls == [] and not watch.fired
+
+
+def run_steps(watch: StallWatch, event: str, stop: bool = False) -> None:
+    """Ultralytics calling the loop-step callbacks of ``event`` (``stop``: the loop ends after this epoch)."""
+    for name, callback in loop_steps(watch):
+        if name == event:
+            callback(SimpleNamespace(stop=stop))
+
+
+def test_the_watch_rests_only_from_the_last_epochs_end_to_the_final_validation():
+    between_epochs, final_setup = Fired(), Fired()
+    watches = [StallWatch(0.3, fired, poll=0.02) for fired in (between_epochs, final_setup)]
+    for watch in watches:
+        watch.start()
+    run_steps(watches[0], "on_fit_epoch_end")  # an epoch like the others ended: still watched
+    run_steps(watches[1], "on_fit_epoch_end", stop=True)  # the last one: checkpoints stripped, best.pt loaded
+    time.sleep(0.6)
+    assert between_epochs.calls and final_setup.calls == []  # a slow final set-up is not a stall
+    run_steps(watches[1], "on_val_start")  # the final validation began: a hang in it is one
+    assert final_setup.event.wait(2) and final_setup.calls[0] >= 0.3
+    for watch in watches:
+        watch.stop()
 
 
 def test_the_default_poll_is_a_sixth_of_the_limit_within_bounds():
