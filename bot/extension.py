@@ -57,10 +57,10 @@ class SlackEvents:
     only reads the body and the listener runs in Starlette's thread pool. The
     response is still sent only after the listener finished
     (process_before_response). A plain ASGI endpoint, not a FastAPI route: every
-    ack skips FastAPI's per-request machinery (dependency solving, the exit stack,
-    the exception wrapper), which was about a third of the event loop's time per
-    ack at 50 concurrent (BENCHMARKS.md, item 1). The app's middleware (error
-    handling, body limit) still runs first.
+    ack skips FastAPI's route matching and per-request wrappers (the exit stack,
+    the exception wrapper), a third of the event loop's samples per ack in a
+    py-spy profile at 50 concurrent; the p99 moved by ~9 ms (BENCHMARKS.md, item
+    1). The app's middleware (error handling, body limit) still runs first.
     """
 
     def __init__(self, bolt_app: Any) -> None:
