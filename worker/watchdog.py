@@ -128,7 +128,7 @@ def loop_steps(watch: StallWatch) -> list[tuple[str, Callable[[Any], None]]]:
     """
 
     def epoch_end(trainer: Any) -> None:
-        if getattr(trainer, "stop", False):
+        if trainer.stop:  # the loop ends after this epoch (its last, or stopped early)
             watch.stop()
         else:
             watch.beat()
