@@ -83,8 +83,11 @@ class Service:
                                   timeout=timeout, what=f"card of {task_id[:8]}")
 
     def wait_status(self, task_id, statuses, timeout=RUN_TIMEOUT):
-        return self.fake.wait_for(lambda: self.job(task_id) if self.job(task_id).status in statuses else None,
-                                  timeout=timeout, what=f"{task_id[:8]} to reach {statuses}")
+        def reached():
+            job = self.job(task_id)  # one store read a poll (on gcp, a Firestore read on the emulator)
+            return job if job.status in statuses else None
+
+        return self.fake.wait_for(reached, timeout=timeout, what=f"{task_id[:8]} to reach {statuses}")
 
 
 def keys_of(fake, task_id):
