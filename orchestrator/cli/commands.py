@@ -74,9 +74,8 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on")] = "1
     """Run the REST API, the dispatcher and the Slack bot (when configured)."""
     from rich.markup import escape
 
-    from orchestrator.serve import build_server
     from orchestrator.logs import configure_logging
-    from orchestrator.serve import StartupError
+    from orchestrator.serve import StartupError, build_server, settle_heap
 
     if backend:
         os.environ["LAXAI_BACKEND"] = backend
@@ -94,6 +93,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on")] = "1
     console.print(f"extensions: {', '.join(runtime.extensions) or 'none'}")
     if settings.LAXAI_API_TOKENS is None:
         console.print(f"local API token (also in {settings.home / 'api-token'}): {local_token(settings.home)}")
+    settle_heap()
     server.run()
 
 

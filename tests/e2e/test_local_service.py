@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from datetime import datetime
@@ -58,6 +59,8 @@ def test_seed_example_body_trains_to_completion_and_status_has_the_seed_format(h
         models = client.get("/models").json()["models"]
         assert [(m["name"], m["version"], m["task_id"]) for m in models] == [("my-training-job", 1, task)]
         assert any("epoch" in line.lower() or "Epoch" in line for line in client.get(f"/jobs/{task}/logs").json()["lines"])
+    # laxai serve froze its start-up heap before serving (orchestrator/serve.py, settle_heap)
+    assert re.search(r"\b\d{4,} start-up objects set aside from garbage collection", serve.output())
 
 
 def test_max_concurrent_jobs_1_runs_three_jobs_one_at_a_time(home):
