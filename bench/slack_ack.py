@@ -118,7 +118,11 @@ def run(ctx: Context) -> Result:
         "SQLite's busy handler sleeps in growing steps (up to 100 ms) instead of waking the next writer when the "
         "lock frees. Fixed in orchestrator/backends/sqlite_db.py: a process's writers now queue on a threading lock "
         "before BEGIN IMMEDIATE, leaving the busy timeout to cross-process waits; the burst p99 went from about "
-        "200-300 ms to 120-150 ms. The tail left has not been profiled since")
+        "200-300 ms to 120-150 ms. Since (py-spy --gil and the collector's own callbacks, 2026-11-30): the ack is "
+        "CPU under the GIL (uvicorn/Starlette on the event loop, Bolt and our listener in its thread pool, beside "
+        "the change feed, the notifier and the dispatcher), and a full garbage collection walking ~77k start-up "
+        "objects (60-75 ms, twice a run) landed among the bursts; laxai serve now freezes its start-up heap "
+        "(orchestrator/serve.py, settle_heap), which took the p99 from ~245 to ~200 ms")
     if closed is not None:
         sustained_stats = _stats(closed.latencies)
         result.details.append(
@@ -129,7 +133,8 @@ def run(ctx: Context) -> Result:
         why = []
         if burst["p99"] > TARGET_P99_MS:
             why.append(f"p99 {burst['p99']:.0f} ms at 50 concurrent (p50 {burst['p50']:.0f} ms; 1 at a time: p50 "
-                       f"{single['p50']:.1f} ms): see 'what set the tail' above")
+                       f"{single['p50']:.1f} ms): the 50th request waits for the CPU of the 49 before it under "
+                       "one GIL; more than one service process would cut it")
         if failed or stored != sent:
             why.append(f"{failed} requests were not acked with \"Queued\"; {stored} jobs stored for {sent} sent")
         result.note = "; ".join(why)
