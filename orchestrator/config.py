@@ -190,6 +190,9 @@ class Settings(DerivedSettings, CostSettings):
     WANDB_PROJECT: str = "laxai-train"
     WANDB_MODE: str = "offline"
     YOLO_DEVICE: str | None = None  # force "cpu" or "0"; default: the GPU when present
+    # Local workers fork from a process that has imported torch and Ultralytics once (worker/warm.py):
+    # each starts training ~5 CPU-s sooner. 0: every worker is a fresh `python -m worker`.
+    WARM_WORKERS: bool = True
 
     # --- worker limits and disk (orchestrator/launchers/memlimit.py, orchestrator/retention.py) ---
     # Memory a local worker may use, enforced by the kernel (a memory cgroup); unset: MEMORY_LIMIT;

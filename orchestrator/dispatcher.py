@@ -101,6 +101,7 @@ class Dispatcher:
         if not self._pass.acquire(timeout=wait):
             return None
         try:
+            self._prepare_launcher()
             now = self.clock()
             if not self.store.try_lock(LOCK_NAME, self.owner, self._lock_ttl, now):
                 return None
@@ -109,6 +110,16 @@ class Dispatcher:
             return self.dispatch(now)
         finally:
             self._pass.release()
+
+    def _prepare_launcher(self) -> None:
+        """Let the launcher get ready (a local one starts its warm-start process: seconds, once)
+        when a queued job waits, before this pass takes the dispatcher lock or claims a job."""
+        try:
+            launcher = self.backend.launcher
+            if launcher.wants_preparing() and self.store.queued_by_tenant(1):
+                launcher.prepare()
+        except Exception:  # noqa: BLE001 - the pass goes on; a launcher that cannot launch says so at launch
+            log.warning("could not prepare the launcher", exc_info=True)
 
     def deferred_for(self) -> float | None:
         """Seconds until a job the last pass left for the write budget may be claimed (0 when it

@@ -34,9 +34,15 @@ def config_dir(home: Path) -> Path:
     return home / "ultralytics" / "Ultralytics"
 
 
+_prepared_before_import = False  # this process (or the warm-start process it forked from) did it right
+
+
 def prepare(home: Path) -> None:
     """Set the environment for offline training; idempotent; call before importing ultralytics."""
-    if "ultralytics" in sys.modules:
+    global _prepared_before_import
+    if "ultralytics" not in sys.modules:
+        _prepared_before_import = True
+    elif not _prepared_before_import:
         # Too late for the import-time switches; say so instead of silently going online.
         log.warning("ultralytics was imported before worker.offline.prepare(); offline switches may not apply")
     os.environ["YOLO_OFFLINE"] = "1"  # no DNS probe, no hub/analytics traffic

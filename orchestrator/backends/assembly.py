@@ -77,7 +77,7 @@ def make_launcher(settings: Settings) -> Launcher:
     from orchestrator.launchers.local import LocalProcessLauncher
 
     return LocalProcessLauncher(settings.home, memory_limit=settings.worker_memory_bytes,
-                                cgroup_root=settings.WORKER_CGROUP_ROOT)
+                                cgroup_root=settings.WORKER_CGROUP_ROOT, warm=settings.WARM_WORKERS)
 
 
 def open_backend(settings: Settings, launcher: Launcher | None = None) -> Backend:

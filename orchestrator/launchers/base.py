@@ -27,6 +27,16 @@ class Launcher(abc.ABC):
     def stop(self, execution: str) -> None:
         """Stop an execution hard (after a cancel grace period or a lost lease)."""
 
+    def wants_preparing(self) -> bool:
+        """True while ``prepare`` has something to do."""
+        return False
+
+    def prepare(self) -> None:
+        """Get ready for the launches to come; may block for seconds (the local launcher starts its
+        warm-start process). The dispatcher calls it when a queued job waits, before its pass
+        takes the dispatcher lock or claims anything: never between a claim and its launch, where
+        a crash would leave a claimed job without an execution until STARTUP_GRACE_SECONDS."""
+
     def exited(self, execution: str) -> int | None:
         """The exit code if the launcher knows the execution has ended, else None."""
         return None

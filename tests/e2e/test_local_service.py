@@ -72,6 +72,8 @@ def test_max_concurrent_jobs_1_runs_three_jobs_one_at_a_time(home):
     assert all(v["status"] == "completed" for v in views.values()), views
     assert max(seen_running) == 1
     assert_never_overlapping(views)
+    # All three workers forked from one warm-start process (WARM_WORKERS, worker/warm.py)
+    assert serve.output().count("workers start warm") == 1 and "start cold" not in serve.output()
 
 
 def test_jobs_queued_when_the_service_stops_run_after_it_restarts(home):

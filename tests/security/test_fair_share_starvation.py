@@ -36,6 +36,12 @@ def test_202_priority_9_jobs_of_one_tenant_do_not_keep_another_tenants_job_from_
             floods = [flood.post("/orchestrate", json=tiny_job(priority=9, custom_name=f"flood-{i}"))
                       for i in range(202)]
             assert {r.status_code for r in floods} == {202}
+            # The dispatcher's first pass waits for the warm-start process (WARM_WORKERS: ~5 s of
+            # imports, once, before it claims anything): the 3 s below starts from a warm service.
+            deadline = time.monotonic() + 120
+            while not flood.get("/jobs", params={"status": "running"}).json()["jobs"]:
+                assert time.monotonic() < deadline, "no flood job started in 120 s"
+                time.sleep(0.1)
             submitted = victim.post("/orchestrate", json=tiny_job(priority=0, custom_name="victim"))
             assert submitted.status_code == 202
             started, task = time.monotonic(), submitted.json()["task_id"]

@@ -162,8 +162,9 @@ def wait_for(client: httpx.Client, task_ids: list[str], timeout: float = 300, st
 
 
 def kill_workers(home: Path) -> None:
-    """Kill any worker still running for this LAXAI_HOME (test clean-up)."""
-    out = subprocess.run(["pgrep", "-f", "-a", "worker --task-id"], capture_output=True, text=True)
+    """Kill any worker still running for this LAXAI_HOME (test clean-up). Warm-started workers carry
+    their warm-start process's command line (worker/warm.py), and its environment's LAXAI_HOME."""
+    out = subprocess.run(["pgrep", "-f", "-a", "worker --task-id|-m worker.warm "], capture_output=True, text=True)
     for line in out.stdout.splitlines():
         pid = int(line.split()[0])
         try:

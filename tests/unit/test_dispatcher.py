@@ -374,3 +374,21 @@ def test_without_a_gap_a_fresh_job_is_claimed_and_recorded_at_once(env):
     (job,) = dispatcher.tick()
     assert job.task_id == task and time.monotonic() - started < GAP
     assert dispatcher.deferred_for() is None
+
+
+def test_the_launcher_is_prepared_before_any_claim_and_only_when_a_job_waits(env):
+    """A local launcher's prepare() starts its warm-start process (seconds): done before the pass
+    claims, so a crash meanwhile leaves the job queued, not claimed without an execution."""
+    service, dispatcher, launcher, _ = env
+    seen: list[list[JobStatus]] = []
+    launcher.wants_preparing = lambda: not seen
+    launcher.prepare = lambda: seen.append([j.status for j in service.store.list(limit=10)])
+    dispatcher.tick()
+    assert seen == []  # nothing waits: nothing started for nothing
+    task = submit(service)
+    dispatcher.tick()
+    assert seen == [[JobStatus.QUEUED]]  # prepared while the job was still queued
+    assert [t for t, _ in launcher.launched] == [task]  # then claimed and launched in that pass
+    submit(service)
+    dispatcher.tick()
+    assert len(seen) == 1  # prepared once: it no longer wants it
