@@ -18,6 +18,10 @@ PYTHONPROFILEIMPORTTIME=1, which workers inherit, so Python logs every import's
 time; the top-level ones before the first batch are summed (``worker_log``).
 That covers the imports Ultralytics makes inside train() too (torch._dynamo and
 torch._inductor through torch.use_deterministic_algorithms, sympy, ...).
+
+With warm starts (WARM_WORKERS, the default; worker/warm.py) the jobs after the warm-up one
+fork from the warm-start process, which has imported torch, torch._dynamo and Ultralytics:
+"process created" is the fork, and the import log holds only what the worker imports itself.
 """
 
 from __future__ import annotations
