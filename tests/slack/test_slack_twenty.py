@@ -29,11 +29,16 @@ from tests.slack.test_slack_e2e import (  # noqa: F401 - backend is a fixture
 
 pytestmark = [pytest.mark.slow]
 
+# W&B off in these 20 workers: a W&B failure never fails a job, so W&B could not fail this test, and
+# it cost ~1.75 CPU-s a worker (W&B is checked in tests/worker/test_worker_runs.py, _offline, _baseline).
+NO_WANDB = "disabled"
+
 
 @pytest.mark.timeout(1200)  # 20 real trainings; on 2 cores beside the rest of the suite it can pass 600 s
 def test_twenty_concurrent_commands_in_one_channel(tmp_path, backend):
     with FakeSlack(token=BOT_TOKEN, team_id=TEAM) as fake:
-        serve = start_serve(tmp_path, fake, "twenty", backend, MAX_CONCURRENT_JOBS="2", MAX_JOBS_PER_TENANT="2")
+        serve = start_serve(tmp_path, fake, "twenty", backend, MAX_CONCURRENT_JOBS="2", MAX_JOBS_PER_TENANT="2",
+                            WANDB_MODE=NO_WANDB)
         service = Service(serve, fake)
         recorder = Recorder(fake)  # Slack's published limits, whatever the fake lets through
         try:

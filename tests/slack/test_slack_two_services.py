@@ -28,6 +28,7 @@ from tests.slack.pacing import Recorder
 from tests.slack.slack_env import ALICE, BOT_TOKEN, SIGNING_SECRET, TEAM, slack_env
 from tests.slack.slack_requests import SlackSender
 from tests.slack.test_slack_e2e import API_TOKEN, ACK_LIMIT, Service, assert_exactly_once, assert_no_secrets, stop_serve
+from tests.slack.test_slack_twenty import NO_WANDB
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def start_pair(tmp: Path, fake: FakeSlack, backend: str) -> list[ServeProcess]:
     env.update(slack_env(fake))
     settings = {"YOLO_DEVICE": "cpu", "GPU_TYPE": "nvidia-l4", "MAX_CONCURRENT_JOBS": "4",
                 "MAX_JOBS_PER_TENANT": "4", "PROGRESS_INTERVAL": "0.5", "DISPATCH_INTERVAL": "0.5",
-                "SLACK_NOTIFIER_LEASE_SECONDS": "6",
+                "SLACK_NOTIFIER_LEASE_SECONDS": "6", "WANDB_MODE": NO_WANDB,
                 **(fresh_gcp_env("laxai-two") if backend == "gcp" else {})}
     services = []
     try:
