@@ -66,7 +66,6 @@ class WarmStart:
         self._socket = ours
         self._exits: dict[int, int] = {}
         self._guard = threading.Lock()
-        self.ready = False
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the imports are done; WarmStartError when they fail or take longer than ``timeout``."""
@@ -74,7 +73,6 @@ class WarmStart:
             message = self._receive(timeout, "finish its imports")
             if "ready" not in message:
                 raise WarmStartError(message.get("error", f"unexpected answer {message}"))
-            self.ready = True
 
     def spawn(self, command: list[str], env: dict[str, str], out_fd: int, cgroup_procs: Path | None,
               timeout: float = 30.0) -> int:

@@ -19,6 +19,7 @@ import pytest
 from orchestrator.domain.status import JobStatus
 from orchestrator.launchers import memlimit
 from orchestrator.launchers.local import WARM_LOG, LocalProcessLauncher, log_path
+from tests.security.test_limits_memory import wait_exit as wait_launched_exit
 from tests.worker.conftest import WORKER_ENV, Harness
 from worker import warm
 from worker.fenced import EXIT_NOT_OURS
@@ -57,13 +58,8 @@ def status_field(pid: int, name: str) -> str:
 
 
 def wait_exit(launcher: LocalProcessLauncher, execution: str, timeout: float = 240.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code = launcher.exited(execution)
-        if code is not None:
-            return code
-        time.sleep(0.1)
-    raise AssertionError(f"{execution} still running after {timeout} s")
+    """The launcher's exit code for ``execution`` (a training worker may need minutes)."""
+    return wait_launched_exit(launcher, execution, timeout)
 
 
 def wait_training(h: Harness, task_id: str, timeout: float = 120.0) -> None:
